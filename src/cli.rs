@@ -1,0 +1,195 @@
+//! The command line: clap types, turned into a validated [`Config`], dispatched to the library.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use rhai::{Dynamic, Map};
+
+use crate::error::Error;
+use crate::report::Output;
+use crate::run::Config;
+use crate::Runner;
+
+/// Run Rhai playbooks for operations work: HAProxy, SSH, docker, signals, HTTP checks.
+#[derive(Parser, Debug)]
+#[command(name = "runner", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 the script failed; 2 usage, compile or import error; 130 interrupted.";
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a playbook.
+    Play {
+        /// The script to run.
+        script: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Compile scripts, resolve their imports and report unknown functions; runs nothing.
+    Check {
+        #[arg(required = true)]
+        scripts: Vec<PathBuf>,
+        /// A folder searched by `import` (repeatable; after the script's own folder).
+        #[arg(long, value_name = "DIR")]
+        lib: Vec<PathBuf>,
+    },
+    /// Run a one-liner and print its value, e.g. runner eval 'local().run("uname").stdout'
+    Eval {
+        code: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Print every function with its signature and doc comment.
+    Doc {
+        /// Only this module (flow, host, http, or a standard library module).
+        module: Option<String>,
+        /// Write a Markdown reference page.
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// A parameter for `param("k")` (repeatable).
+    #[arg(short = 'p', long = "param", value_name = "K=V")]
+    params: Vec<String>,
+    /// A TOML file of parameters (`--param` wins over it).
+    #[arg(long = "params", value_name = "FILE.toml")]
+    params_file: Option<PathBuf>,
+    /// A folder searched by `import` (repeatable; after the script's own folder, before RUNNER_PATH).
+    #[arg(long, value_name = "DIR")]
+    lib: Vec<PathBuf>,
+    /// Change nothing: print what each state-changing operation would do. Read-only ones still run.
+    #[arg(long)]
+    dry_run: bool,
+    /// Answer yes to every confirm().
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Write the journal of effects to this file (default: $XDG_STATE_HOME/runner/runs/).
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    output: Output,
+    /// More detail: every effect, debug() output.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Less output: errors, warnings and print() only.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    quiet: u8,
+}
+
+impl RunArgs {
+    fn into_config(self) -> Result<Config, Error> {
+        let mut params = Map::new();
+        if let Some(file) = &self.params_file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Error::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
+            for (k, v) in table {
+                params.insert(k.into(), toml_to_dynamic(v));
+            }
+        }
+        for p in &self.params {
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| Error::Usage(format!("--param {p}: expected NAME=VALUE")))?;
+            if k.is_empty() {
+                return Err(Error::Usage(format!("--param {p}: the name is empty")));
+            }
+            params.insert(k.into(), v.into());
+        }
+        Ok(Config {
+            dry_run: self.dry_run,
+            yes: self.yes,
+            params,
+            libs: lib_path(self.lib),
+            journal: self.journal,
+            output: self.output,
+            verbosity: self.verbose as i8 - self.quiet as i8,
+        })
+    }
+}
+
+/// `--lib` folders, then the folders of `RUNNER_PATH` (colon-separated).
+fn lib_path(mut libs: Vec<PathBuf>) -> Vec<PathBuf> {
+    if let Some(path) = std::env::var_os("RUNNER_PATH") {
+        libs.extend(std::env::split_paths(&path).filter(|p| !p.as_os_str().is_empty()));
+    }
+    libs
+}
+
+fn toml_to_dynamic(v: toml::Value) -> Dynamic {
+    match v {
+        toml::Value::String(s) => s.into(),
+        toml::Value::Integer(i) => i.into(),
+        toml::Value::Float(f) => f.into(),
+        toml::Value::Boolean(b) => b.into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(a) => Dynamic::from_array(a.into_iter().map(toml_to_dynamic).collect()),
+        toml::Value::Table(t) => Dynamic::from_map(
+            t.into_iter()
+                .map(|(k, v)| (k.into(), toml_to_dynamic(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Parse the command line, run, and return the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            // Script and compile errors were already reported (JSON or text) by the run.
+            if let Error::Usage(msg) = &e {
+                eprintln!("error: {msg}");
+            }
+            e.exit_code()
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Play { script, run } => Runner::new(run.into_config()?)?.play(&script),
+        Command::Eval { code, run } => Runner::new(run.into_config()?)?.eval(&code),
+        Command::Check { scripts, lib } => {
+            let runner = Runner::new(Config {
+                libs: lib_path(lib),
+                ..Config::default()
+            })?;
+            let mut failed = 0;
+            for script in &scripts {
+                if let Err(e) = runner.check(script) {
+                    if let Error::Usage(msg) = &e {
+                        eprintln!("error: {msg}");
+                    } else {
+                        eprintln!("{e}");
+                    }
+                    failed += 1;
+                } else {
+                    eprintln!("{}: ok", script.display());
+                }
+            }
+            if failed > 0 {
+                Err(Error::Compile(format!(
+                    "{failed} script(s) failed the check"
+                )))
+            } else {
+                Ok(())
+            }
+        }
+        Command::Doc { module, markdown } => {
+            print!("{}", crate::doc::render(module.as_deref(), markdown)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! runner: run Rhai playbooks for operations work.
+//!
+//! The binary is a thin CLI over this library. Another program builds the same engine with
+//! [`Runner::new`] and runs a script with [`Runner::play`], or builds an [`engine::build`] engine bound
+//! to a [`run::Run`] of its own.
+
+// NativeCallContextStore is marked "volatile" by rhai; it is how a closure is called later (defer) or
+// from another thread (parallel) in the context it was created in.
+#![allow(deprecated)]
+
+pub mod check;
+pub mod cli;
+pub mod doc;
+pub mod effect;
+pub mod engine;
+pub mod error;
+pub mod journal;
+pub mod prims;
+pub mod report;
+pub mod resolver;
+pub mod run;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, EvalAltResult, Position, AST};
+use serde_json::json;
+
+pub use error::{Error, Failure};
+pub use run::{Config, Run};
+
+use report::{render_error, render_parse_error};
+
+/// Runs scripts with one configuration; owns the tokio runtime the primitives use.
+pub struct Runner {
+    config: Config,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Runner {
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+        Ok(Runner { config, rt })
+    }
+
+    /// Run the playbook at `path`.
+    pub fn play(&self, path: &Path) -> Result<(), Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Usage(format!("cannot read script {}: {e}", path.display())))?;
+        self.execute(&path.display().to_string(), &text, false)
+    }
+
+    /// Run a one-liner and print its value (unless it is `()`).
+    pub fn eval(&self, code: &str) -> Result<(), Error> {
+        self.execute("<eval>", code, true)
+    }
+
+    /// A new run with this runner's configuration, for embedders that drive the engine themselves.
+    pub fn new_run(&self, script_name: &str) -> Arc<Run> {
+        Run::new(self.config.clone(), self.rt.handle().clone(), script_name)
+    }
+
+    /// Compile `text` and resolve its imports, rendering any error for the user.
+    pub fn compile(run: &Run, engine: &Engine, source: &str, text: &str) -> Result<AST, Error> {
+        run.sources.insert(source, text);
+        let mut ast = engine
+            .compile(text)
+            .map_err(|e| Error::Compile(render_parse_error(&e, source, &run.sources)))?;
+        ast.set_source(source);
+        let resolver = resolver::Resolver::new(run.config.libs.clone(), run.sources.clone());
+        resolver
+            .preflight(engine, &ast, source)
+            .map_err(|(src, pos, e)| {
+                Error::Compile(render_import_error(&e, &src, pos, &run.sources))
+            })?;
+        Ok(ast)
+    }
+
+    fn execute(&self, source: &str, text: &str, print_value: bool) -> Result<(), Error> {
+        let run = self.new_run(source);
+        let engine = engine::build(&run);
+        let ast = match Runner::compile(&run, &engine, source, text) {
+            Ok(ast) => ast,
+            Err(e) => {
+                run.report.error(&e.to_string(), json!({"exit_code": 2}));
+                return Err(e);
+            }
+        };
+        let signals = self.rt.spawn(handle_ctrl_c(run.clone()));
+        let result = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("script".into())
+                .stack_size(16 << 20)
+                .spawn_scoped(s, || {
+                    let result = engine.eval_ast::<Dynamic>(&ast);
+                    let cleanup_ok = run_defers(&run, &engine);
+                    (result, cleanup_ok)
+                })
+                .expect("a thread for the script")
+                .join()
+                .expect("the script thread does not panic")
+        });
+        signals.abort();
+        let (result, cleanup_ok) = result;
+        let ok = result.is_ok() && cleanup_ok && !run.interrupted();
+        run.report.finish_steps(ok);
+        if run.journal.written() {
+            run.report
+                .info(&format!("journal: {}", run.journal.path().display()));
+        }
+        if run.interrupted() {
+            run.report.error(
+                "error: interrupted; deferred cleanups ran",
+                json!({"exit_code": 130}),
+            );
+            return Err(Error::Interrupted);
+        }
+        match result {
+            Ok(v) => {
+                if print_value && !v.is_unit() {
+                    run.report.print(&v.to_string());
+                }
+                if cleanup_ok {
+                    Ok(())
+                } else {
+                    let msg =
+                        "error: a deferred cleanup failed (see the warnings above)".to_string();
+                    run.report.error(&msg, json!({"exit_code": 1}));
+                    Err(Error::Script(msg))
+                }
+            }
+            Err(e) => {
+                let rendered = render_error(&e, source, &run.sources);
+                run.report.error(
+                    &rendered,
+                    json!({"exit_code": 1, "kind": error::error_kind(&e)}),
+                );
+                Err(Error::Script(rendered))
+            }
+        }
+    }
+}
+
+/// Run the deferred closures, last first. Returns false if any failed (each failure is a warning).
+fn run_defers(run: &Run, engine: &Engine) -> bool {
+    let mut ok = true;
+    for (f, store) in run.take_defers() {
+        if run.interrupted() {
+            run.allow_cleanup();
+        }
+        let ctx = store.create_context(engine);
+        if let Err(e) = f.call_within_context::<Dynamic>(&ctx, ()) {
+            ok = false;
+            run.report.warn(&format!(
+                "deferred cleanup failed: {}",
+                error::error_message(error::innermost(&e))
+            ));
+        }
+    }
+    ok
+}
+
+/// First Ctrl-C: stop at the next operation boundary and run the cleanups. Second: exit at once.
+async fn handle_ctrl_c(run: Arc<Run>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    run.report.warn("interrupted: stopping at the next operation, then running deferred cleanups (Ctrl-C again to exit now)");
+    run.interrupt();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(130);
+    }
+}
+
+/// An import that cannot be resolved or a module that does not compile, at the `import` statement.
+fn render_import_error(
+    err: &EvalAltResult,
+    source: &str,
+    pos: Position,
+    sources: &resolver::Sources,
+) -> String {
+    match err {
+        EvalAltResult::ErrorInModule(module, inner, _) => match &**inner {
+            EvalAltResult::ErrorParsing(p, ppos) => {
+                let parse = rhai::ParseError(Box::new(p.clone()), *ppos);
+                format!(
+                    "{}\n  = in module imported at {source}:{}",
+                    render_parse_error(&parse, module, sources),
+                    pos.line().unwrap_or(0)
+                )
+            }
+            other => render_error(other, module, sources),
+        },
+        EvalAltResult::ErrorModuleNotFound(msg, _) => render_error(
+            &EvalAltResult::ErrorModuleNotFound(msg.clone(), pos),
+            source,
+            sources,
+        ),
+        other => render_error(other, source, sources),
+    }
+}
+
+impl Runner {
+    /// `runner check`: compile, resolve imports, report unknown functions; nothing runs.
+    pub fn check(&self, path: &Path) -> Result<(), Error> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Usage(format!("cannot read script {source}: {e}")))?;
+        let run = self.new_run(&source);
+        let engine = engine::build(&run);
+        let ast = Runner::compile(&run, &engine, &source, &text)?;
+        let errors = check::unknown_functions(&run, &engine, &ast, &source);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Compile(errors.join("\n")))
+        }
+    }
+}

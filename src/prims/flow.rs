@@ -1,0 +1,380 @@
+//! Flow and output: parameters, environment, sleeping, retrying, waiting, fan-out, steps, confirmation
+//! and deferred cleanup.
+
+use rhai::plugin::*;
+
+/// Call a condition closure that must return a bool.
+fn f_bool(
+    ctx: &rhai::NativeCallContext,
+    f: &rhai::FnPtr,
+) -> Result<bool, Box<rhai::EvalAltResult>> {
+    let v = f.call_within_context::<rhai::Dynamic>(ctx, ())?;
+    v.as_bool().map_err(|t| {
+        crate::error::Failure::usage(
+            "wait_until",
+            format!("wait_until: the condition must return true or false, not {t}"),
+        )
+        .into()
+    })
+}
+
+/// How an item is named in messages: a host by its name, anything else as printed.
+fn label(item: &rhai::Dynamic) -> String {
+    match item.read_lock::<crate::prims::host::Host>() {
+        Some(h) => h.name().to_string(),
+        None => item.to_string(),
+    }
+}
+
+#[export_module]
+pub mod flow_api {
+    use std::io::{BufRead, IsTerminal, Write};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use rhai::{Array, Dynamic, EvalAltResult, FnPtr, NativeCallContext, INT};
+
+    use crate::error::{error_message, fmt_secs, Failure};
+    use crate::prims::{seconds, Opts};
+    use crate::run::Run;
+
+    type Res<T> = Result<T, Box<EvalAltResult>>;
+
+    /// The value of `--param name=...` (or of `--params FILE.toml`). A missing parameter is an error.
+    ///
+    /// ```rhai
+    /// let backend = param("backend");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn param(ctx: NativeCallContext, name: &str) -> Res<Dynamic> {
+        let run = Run::of(&ctx);
+        run.config.params.get(name).cloned().ok_or_else(|| {
+            Failure::usage(format!("param {name}"), format!("missing parameter `{name}`: pass it with --param {name}=VALUE or --params FILE.toml")).into()
+        })
+    }
+
+    /// The value of a parameter, or `default` when it is not given. When `default` is a number or a
+    /// bool, a value from `--param` is converted to that type (an unconvertible value is an error).
+    ///
+    /// ```rhai
+    /// let timeout = param("drain_timeout", 60);
+    /// ```
+    #[rhai_fn(name = "param", return_raw)]
+    pub fn param_or(ctx: NativeCallContext, name: &str, default: Dynamic) -> Res<Dynamic> {
+        let run = Run::of(&ctx);
+        let Some(v) = run.config.params.get(name).cloned() else {
+            return Ok(default);
+        };
+        let Some(s) = v
+            .read_lock::<rhai::ImmutableString>()
+            .map(|s| s.trim().to_string())
+        else {
+            return Ok(v);
+        };
+        let bad = |ty: &str| -> Box<EvalAltResult> {
+            Failure::usage(
+                format!("param {name}"),
+                format!("parameter `{name}` must be {ty}, not \"{s}\""),
+            )
+            .into()
+        };
+        if default.is_int() {
+            s.parse::<INT>()
+                .map(Dynamic::from)
+                .map_err(|_| bad("an integer"))
+        } else if default.is_float() {
+            s.parse::<f64>()
+                .map(Dynamic::from)
+                .map_err(|_| bad("a number"))
+        } else if default.is_bool() {
+            s.parse::<bool>()
+                .map(Dynamic::from)
+                .map_err(|_| bad("true or false"))
+        } else {
+            Ok(v)
+        }
+    }
+
+    /// The environment variable `name`; an error when it is not set.
+    #[rhai_fn(return_raw)]
+    pub fn env(name: &str) -> Res<String> {
+        std::env::var(name).map_err(|_| {
+            Failure::usage(
+                format!("env {name}"),
+                format!("environment variable {name} is not set"),
+            )
+            .into()
+        })
+    }
+
+    /// The environment variable `name`, or `default` when it is not set.
+    #[rhai_fn(name = "env")]
+    pub fn env_or(name: &str, default: &str) -> String {
+        std::env::var(name).unwrap_or_else(|_| default.to_string())
+    }
+
+    /// Sleep for `seconds`. Ctrl-C interrupts it. (Replaces Rhai's built-in `sleep`, which cannot be
+    /// interrupted.)
+    ///
+    /// ```rhai
+    /// sleep(0.5);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn sleep(ctx: NativeCallContext, seconds: rhai::FLOAT) -> Res<()> {
+        let d = crate::prims::seconds(&Dynamic::from(seconds), "sleep", "the duration")?;
+        Ok(Run::of(&ctx).sleep(d)?)
+    }
+
+    /// Sleep for a whole number of seconds. Ctrl-C interrupts it.
+    #[rhai_fn(name = "sleep", return_raw)]
+    pub fn sleep_int(ctx: NativeCallContext, seconds: INT) -> Res<()> {
+        sleep(ctx, seconds as rhai::FLOAT)
+    }
+
+    /// Call `f` until it succeeds, at most `times` times, sleeping `delay` seconds between attempts.
+    /// Returns the closure's value; after the last failed attempt, throws its error.
+    ///
+    /// ```rhai
+    /// let page = retry(5, 1, || http_get("http://127.0.0.1:8080/"));
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn retry(ctx: NativeCallContext, times: INT, delay: Dynamic, f: FnPtr) -> Res<Dynamic> {
+        let run = Run::of(&ctx);
+        let delay = seconds(&delay, "retry", "the delay")?;
+        if times < 1 {
+            return Err(Failure::usage(
+                "retry",
+                format!("retry: times must be at least 1, not {times}"),
+            )
+            .into());
+        }
+        let mut attempt = 1;
+        loop {
+            match f.call_within_context::<Dynamic>(&ctx, ()) {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt >= times || run.cancelled() => return Err(e),
+                Err(e) => {
+                    run.report.warn(&format!(
+                        "attempt {attempt}/{times} failed: {}; retrying in {}",
+                        error_message(crate::error::innermost(&e)),
+                        fmt_secs(delay.as_secs_f64())
+                    ));
+                    run.sleep(delay)?;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Call `condition` every 0.2 s until it returns true; throw after `timeout` seconds.
+    ///
+    /// ```rhai
+    /// wait_until(30, || local().exists("/tmp/ready"));
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn wait_until(ctx: NativeCallContext, timeout: Dynamic, condition: FnPtr) -> Res<()> {
+        wait_until_with(ctx, timeout, condition, rhai::Map::new())
+    }
+
+    /// `wait_until` with options: `interval` (seconds between checks, default 0.2), `what` (the text
+    /// of the timeout message).
+    #[rhai_fn(name = "wait_until", return_raw)]
+    pub fn wait_until_with(
+        ctx: NativeCallContext,
+        timeout: Dynamic,
+        condition: FnPtr,
+        options: rhai::Map,
+    ) -> Res<()> {
+        let run = Run::of(&ctx);
+        let opts = Opts::new(options, &["interval", "what"], "wait_until")?;
+        let timeout = seconds(&timeout, "wait_until", "the timeout")?;
+        let interval = opts.secs("interval")?.unwrap_or(Duration::from_millis(200));
+        let what = opts.string("what")?.unwrap_or_else(|| "condition".into());
+        let mut failure: Option<Box<EvalAltResult>> = None;
+        let r = run.poll(
+            "wait_until",
+            &what,
+            timeout,
+            interval,
+            || match super::f_bool(&ctx, &condition) {
+                Ok(true) => Ok(Ok(())),
+                Ok(false) => Ok(Err("false".into())),
+                Err(e) => {
+                    failure = Some(e);
+                    Err(Failure::new("script", "wait_until", ""))
+                }
+            },
+        );
+        match (r, failure) {
+            (_, Some(e)) => Err(e),
+            (r, None) => Ok(r?),
+        }
+    }
+
+    /// Call `f(item)` for every item, at most `limit` at a time, each on its own thread. Returns the
+    /// results in input order. When an item fails, no new item starts; once the running ones have
+    /// finished, the call throws naming every failed item.
+    ///
+    /// ```rhai
+    /// let codes = parallel(hosts("web"), 5, |h| h.run("systemctl is-active nginx").stdout);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn parallel(ctx: NativeCallContext, items: Array, limit: INT, f: FnPtr) -> Res<Array> {
+        let run = Run::of(&ctx);
+        if limit < 1 {
+            return Err(Failure::usage(
+                "parallel",
+                format!("parallel: limit must be at least 1, not {limit}"),
+            )
+            .into());
+        }
+        let n = items.len();
+        let workers = (limit as usize).min(n);
+        let store = ctx.store_data();
+        let engine = ctx.engine();
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let results: Vec<Mutex<Option<Res<Dynamic>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                let (store, next, failed, results, items, f) =
+                    (&store, &next, &failed, &results, &items, &f);
+                std::thread::Builder::new()
+                    .stack_size(8 << 20)
+                    .spawn_scoped(s, move || loop {
+                        if failed.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= n {
+                            break;
+                        }
+                        let c = store.create_context(engine);
+                        let r = f.call_within_context::<Dynamic>(&c, (items[i].clone(),));
+                        if r.is_err() {
+                            failed.store(true, Ordering::SeqCst);
+                        }
+                        *results[i].lock().unwrap() = Some(r);
+                    })
+                    .expect("a thread for parallel");
+            }
+        });
+        let mut out = Array::with_capacity(n);
+        let mut errors = Vec::new();
+        for (i, r) in results.into_iter().enumerate() {
+            match r.into_inner().unwrap() {
+                Some(Ok(v)) => out.push(v),
+                Some(Err(e)) => errors.push(format!(
+                    "{}: {}",
+                    super::label(&items[i]),
+                    error_message(crate::error::innermost(&e))
+                )),
+                None => {}
+            }
+        }
+        if run.interrupted() {
+            return Err(Failure::interrupted("parallel").into());
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            let skipped = n - out.len() - errors.len();
+            let mut msg = format!(
+                "parallel: {} of {n} item(s) failed: {}",
+                errors.len(),
+                errors.join("; ")
+            );
+            if skipped > 0 {
+                msg.push_str(&format!(" ({skipped} not started after the failure)"));
+            }
+            Err(Failure::new("parallel", "parallel", msg).into())
+        }
+    }
+
+    /// Start a step: a progress line (a spinner on a TTY) that shows its elapsed time when the next
+    /// step starts or the script ends.
+    ///
+    /// ```rhai
+    /// step("Draining web1");
+    /// ```
+    pub fn step(ctx: NativeCallContext, message: &str) {
+        Run::of(&ctx).report.step(message);
+    }
+
+    /// Run `f` as a step: steps started inside it nest under it; it ends when `f` returns, marked
+    /// failed if `f` throws. Returns `f`'s value.
+    ///
+    /// ```rhai
+    /// for s in servers { step(`Upgrading ${s}`, || { step("drain"); /* ... */ }); }
+    /// ```
+    #[rhai_fn(name = "step", return_raw)]
+    pub fn step_with(ctx: NativeCallContext, message: &str, f: FnPtr) -> Res<Dynamic> {
+        let run = Run::of(&ctx);
+        run.report.begin_scoped_step(message);
+        let r = f.call_within_context::<Dynamic>(&ctx, ());
+        run.report.end_scoped_step(r.is_ok());
+        r
+    }
+
+    /// Print an informational line (hidden by `-q`).
+    pub fn info(ctx: NativeCallContext, message: &str) {
+        Run::of(&ctx).report.info(message);
+    }
+
+    /// Print a warning.
+    pub fn warn(ctx: NativeCallContext, message: &str) {
+        Run::of(&ctx).report.warn(message);
+    }
+
+    /// Stop the script with an error (`kind` "fail"), catchable with `try`/`catch`.
+    #[rhai_fn(return_raw)]
+    pub fn fail(message: &str) -> Res<()> {
+        Err(Failure::new("fail", "script", message).into())
+    }
+
+    /// Ask a yes/no question on the terminal. `--yes` answers yes; with no terminal and no `--yes` it
+    /// is an error (a playbook in CI must not hang waiting for input). Under `--dry-run` it answers yes.
+    #[rhai_fn(return_raw)]
+    pub fn confirm(ctx: NativeCallContext, question: &str) -> Res<bool> {
+        let run = Run::of(&ctx);
+        if run.config.yes {
+            run.report.info(&format!("{question} yes (--yes)"));
+            return Ok(true);
+        }
+        if run.dry_run() {
+            run.report.info(&format!("{question} yes (dry run)"));
+            return Ok(true);
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::new(
+                "confirm",
+                "confirm",
+                format!("confirm: \"{question}\" needs an answer, but standard input is not a terminal; pass --yes to answer yes"),
+            )
+            .into());
+        }
+        eprint!("{question} [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| Failure::new("confirm", "confirm", format!("confirm: {e}")))?;
+        Ok(matches!(
+            answer.trim().to_ascii_lowercase().as_str(),
+            "y" | "yes"
+        ))
+    }
+
+    /// Run `f` when the script ends: normally, on an error, or on Ctrl-C. Deferred closures run last
+    /// registered first; an error in one is reported and makes the run fail, but the others still run.
+    ///
+    /// ```rhai
+    /// lb.disable("be/web1");
+    /// defer(|| lb.enable("be/web1"));
+    /// ```
+    pub fn defer(ctx: NativeCallContext, f: FnPtr) {
+        Run::of(&ctx).defer(f, &ctx);
+    }
+}

@@ -1,0 +1,198 @@
+//! The state of one run of a playbook, shared by every primitive: the configuration, the tokio runtime,
+//! the cancel signal, the reporter, the journal, deferred cleanups. Primitives reach it through the
+//! engine's tag (`Run::of(&ctx)`), so they can be plain `#[export_module]` functions with doc comments.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rhai::{Dynamic, FnPtr, Map, NativeCallContext, NativeCallContextStore};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{fmt_secs, Failure};
+use crate::journal::Journal;
+use crate::report::Reporter;
+use crate::resolver::Sources;
+
+/// What the command line decided for this run.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `--dry-run`: skip every effect, print what would be done.
+    pub dry_run: bool,
+    /// `--yes`: answer yes to every `confirm`.
+    pub yes: bool,
+    /// `--param` and `--params`: values for `param(name)`.
+    pub params: Map,
+    /// `--lib` folders, then `RUNNER_PATH`, searched by `import`.
+    pub libs: Vec<PathBuf>,
+    /// `--journal FILE`; None: a new file under `$XDG_STATE_HOME/runner/runs/`.
+    pub journal: Option<PathBuf>,
+    pub output: crate::report::Output,
+    pub verbosity: i8,
+}
+
+/// One run: everything a primitive needs besides its arguments.
+pub struct Run {
+    pub config: Config,
+    pub rt: tokio::runtime::Handle,
+    pub report: Reporter,
+    pub journal: Journal,
+    pub sources: Arc<Sources>,
+    cancel: Mutex<CancellationToken>,
+    interrupted: AtomicBool,
+    defers: Mutex<Vec<(FnPtr, NativeCallContextStore)>>,
+    http: std::sync::OnceLock<reqwest::Client>,
+}
+
+impl Run {
+    pub fn new(config: Config, rt: tokio::runtime::Handle, script_name: &str) -> Arc<Run> {
+        let report = Reporter::new(config.output, config.verbosity);
+        let journal = Journal::new(config.journal.clone(), script_name);
+        Arc::new(Run {
+            config,
+            rt,
+            report,
+            journal,
+            sources: Arc::default(),
+            cancel: Mutex::new(CancellationToken::new()),
+            interrupted: AtomicBool::new(false),
+            defers: Mutex::default(),
+            http: Default::default(),
+        })
+    }
+
+    /// The run a script function is called in.
+    pub fn of(ctx: &NativeCallContext) -> Arc<Run> {
+        ctx.tag()
+            .and_then(|t| t.read_lock::<Arc<Run>>().map(|r| r.clone()))
+            .expect("the runner engine always carries its Run as the tag")
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.config.dry_run
+    }
+
+    /// Ctrl-C: every blocked operation returns at once and the script stops at the next boundary.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+        self.cancel.lock().unwrap().cancel();
+    }
+
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Whether operations must stop now (interrupted, and not yet running the cleanups).
+    pub fn cancelled(&self) -> bool {
+        self.cancel.lock().unwrap().is_cancelled()
+    }
+
+    /// After an interruption, let the deferred cleanups run their operations (a second Ctrl-C exits).
+    pub fn allow_cleanup(&self) {
+        *self.cancel.lock().unwrap() = CancellationToken::new();
+    }
+
+    pub fn check_cancel(&self, target: &str) -> Result<(), Failure> {
+        if self.cancelled() {
+            Err(Failure::interrupted(target))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The one bridge from a script function into async code: runs `fut` on the run's runtime,
+    /// gives up after `timeout` (naming `target` and `what`), and returns at once on Ctrl-C.
+    pub fn block_on<T>(
+        &self,
+        target: &str,
+        what: &str,
+        timeout: Option<Duration>,
+        fut: impl Future<Output = Result<T, Failure>>,
+    ) -> Result<T, Failure> {
+        let token = self.cancel.lock().unwrap().clone();
+        if token.is_cancelled() {
+            return Err(Failure::interrupted(target));
+        }
+        self.rt.block_on(async {
+            let limited = async {
+                match timeout {
+                    Some(t) => tokio::time::timeout(t, fut)
+                        .await
+                        .unwrap_or_else(|_| Err(Failure::timeout(target, what, t.as_secs_f64()))),
+                    None => fut.await,
+                }
+            };
+            tokio::select! {
+                r = limited => r,
+                _ = token.cancelled() => Err(Failure::interrupted(target)),
+            }
+        })
+    }
+
+    /// Sleep, interruptible by Ctrl-C.
+    pub fn sleep(&self, d: Duration) -> Result<(), Failure> {
+        self.block_on("sleep", "sleep", None, async {
+            tokio::time::sleep(d).await;
+            Ok(())
+        })
+    }
+
+    /// Poll `probe` every `interval` until it returns Some, or fail after `timeout` with the
+    /// description of the last observation (`probe` returns Err(observation) while waiting).
+    pub fn poll<T>(
+        &self,
+        target: &str,
+        what: &str,
+        timeout: Duration,
+        interval: Duration,
+        mut probe: impl FnMut() -> Result<Result<T, String>, Failure>,
+    ) -> Result<T, Failure> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let last = match probe()? {
+                Ok(v) => return Ok(v),
+                Err(observed) => observed,
+            };
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(Failure::new(
+                    "timeout",
+                    target,
+                    format!(
+                        "{target}: {what}: still not done after {}; last seen: {last}",
+                        fmt_secs(timeout.as_secs_f64())
+                    ),
+                ));
+            }
+            self.sleep(interval.min(deadline - now))?;
+        }
+    }
+
+    pub fn defer(&self, f: FnPtr, ctx: &NativeCallContext) {
+        self.defers.lock().unwrap().push((f, ctx.store_data()));
+    }
+
+    /// The deferred closures, last registered first.
+    pub fn take_defers(&self) -> Vec<(FnPtr, NativeCallContextStore)> {
+        let mut d = std::mem::take(&mut *self.defers.lock().unwrap());
+        d.reverse();
+        d
+    }
+
+    /// The shared HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::limited(5))
+                .build()
+                .expect("an HTTP client with default TLS settings")
+        })
+    }
+}
+
+/// A Rhai value for the run, carried as the engine's tag.
+pub fn tag(run: &Arc<Run>) -> Dynamic {
+    Dynamic::from(run.clone())
+}

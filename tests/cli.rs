@@ -1,0 +1,328 @@
+//! The command line: exit codes, error rendering, imports, check, doc, eval, parameters, output modes.
+
+use crate::harness::*;
+
+#[test]
+fn successful_script_exits_0() {
+    Test::new()
+        .script("print(\"hello\");")
+        .run()
+        .success()
+        .stdout_is("hello\n");
+}
+
+#[test]
+fn runtime_error_exits_1_with_file_line_col_and_source_line() {
+    Test::new()
+        .script("let a = 1;\nlet b = [1, 2];\nlet c = b[7];\n")
+        .run()
+        .code(1)
+        .stderr_has("main.rhai:3:9")
+        .stderr_has("3 | let c = b[7];")
+        .stderr_has("^");
+}
+
+#[test]
+fn syntax_error_exits_2_with_location_and_source_line() {
+    Test::new()
+        .script("let x = 1;\nlet y = ;\n")
+        .run()
+        .code(2)
+        .stderr_has("main.rhai:2:9")
+        .stderr_has("2 | let y = ;");
+}
+
+#[test]
+fn undefined_variable_is_a_compile_error() {
+    Test::new()
+        .script("print(nosuch);\n")
+        .run()
+        .code(2)
+        .stderr_has("Undefined variable: nosuch")
+        .stderr_has("main.rhai:1:7");
+}
+
+#[test]
+fn error_inside_imported_module_names_the_module_file_and_line() {
+    Test::new()
+        .file(
+            "lib/tools.rhai",
+            "fn ok() { 1 }\nfn broken(x) {\n    fail(`broken ${x}`);\n}\n",
+        )
+        .script("import \"tools\" as t;\nt::ok();\nt::broken(7);\n")
+        .args(&["--lib", "lib"])
+        .run()
+        .code(1)
+        .stderr_has("error: broken 7")
+        .stderr_has("lib/tools.rhai:3:5")
+        .stderr_has("3 |     fail(`broken ${x}`);")
+        .stderr_has("called from main.rhai:3:4");
+}
+
+#[test]
+fn syntax_error_in_imported_module_exits_2_naming_the_module() {
+    Test::new()
+        .file("tools.rhai", "fn f() {\n  let = 2;\n}\n")
+        .script("import \"tools\" as t;\n")
+        .run()
+        .code(2)
+        .stderr_has("tools.rhai:2:7");
+}
+
+#[test]
+fn missing_module_exits_2_listing_the_searched_folders() {
+    Test::new()
+        .script("import \"nowhere\" as n;\n")
+        .args(&["--lib", "libdir"])
+        .env("RUNNER_PATH", "/opt/runner-path-dir")
+        .run()
+        .code(2)
+        .stderr_has("module \"nowhere\" not found")
+        .stderr_has("libdir")
+        .stderr_has("/opt/runner-path-dir")
+        .stderr_has("embedded standard library")
+        .stderr_has("main.rhai:1:1");
+}
+
+#[test]
+fn script_folder_shadows_lib_which_shadows_the_embedded_stdlib() {
+    let lib_module = "fn upgrade(a, b, c, d, e) { \"from lib\" }\nfn origin() { \"lib\" }\n";
+    let script = "import \"rolling\" as r;\nprint(r::origin());\n";
+    // Only the stdlib: the embedded module has no `origin`.
+    Test::new()
+        .script(script)
+        .run()
+        .code(1)
+        .stderr_has("origin");
+    // --lib shadows the stdlib.
+    Test::new()
+        .file("lib/rolling.rhai", lib_module)
+        .script(script)
+        .args(&["--lib", "lib"])
+        .run()
+        .success()
+        .stdout_is("lib\n");
+    // RUNNER_PATH too.
+    Test::new()
+        .file("lib/rolling.rhai", lib_module)
+        .script(script)
+        .env("RUNNER_PATH", "lib")
+        .run()
+        .success()
+        .stdout_is("lib\n");
+    // The script's own folder shadows --lib.
+    Test::new()
+        .file("lib/rolling.rhai", lib_module)
+        .file("rolling.rhai", "fn origin() { \"script folder\" }\n")
+        .script(script)
+        .args(&["--lib", "lib"])
+        .run()
+        .success()
+        .stdout_is("script folder\n");
+}
+
+#[test]
+fn embedded_stdlib_imports_from_any_directory() {
+    Test::new()
+        .script("import \"rolling\" as r;\nprint(type_of(r));\n")
+        .run()
+        .success()
+        .stdout_is("module\n");
+}
+
+#[test]
+fn missing_script_file_exits_2() {
+    Test::new()
+        .args(&["play", "nope.rhai"])
+        .run()
+        .code(2)
+        .stderr_has("cannot read script nope.rhai");
+}
+
+#[test]
+fn unknown_flag_exits_2() {
+    Test::new()
+        .args(&["play", "--frobnicate", "x.rhai"])
+        .run()
+        .code(2);
+}
+
+#[test]
+fn eval_prints_the_value() {
+    Test::new()
+        .args(&["eval", "40 + 2"])
+        .run()
+        .success()
+        .stdout_is("42\n");
+}
+
+#[test]
+fn params_from_flags_and_toml_file_with_typed_defaults() {
+    Test::new()
+        .file("p.toml", "count = 3\nname = \"from-file\"\nservers = [\"a\", \"b\"]\n")
+        .script("print(param(\"name\"));\nprint(param(\"count\") + 1);\nprint(param(\"servers\").len());\nprint(param(\"n\", 10) * 2);\nprint(param(\"missing\", \"dflt\"));\n")
+        .args(&["--params", "p.toml", "-p", "name=from-flag", "--param", "n=21"])
+        .run()
+        .success()
+        .stdout_is("from-flag\n4\n2\n42\ndflt\n");
+}
+
+#[test]
+fn missing_param_is_an_error_naming_it() {
+    Test::new()
+        .script("param(\"backend\");")
+        .run()
+        .code(1)
+        .stderr_has("missing parameter `backend`");
+}
+
+#[test]
+fn param_that_does_not_fit_the_default_type_is_an_error() {
+    Test::new()
+        .script("param(\"n\", 5);")
+        .args(&["-p", "n=five"])
+        .run()
+        .code(1)
+        .stderr_has("parameter `n` must be an integer");
+}
+
+#[test]
+fn env_reads_the_environment() {
+    Test::new()
+        .script("print(env(\"RUNNER_TEST_VAR\"));\nprint(env(\"RUNNER_TEST_UNSET\", \"d\"));\nenv(\"RUNNER_TEST_UNSET\");")
+        .env("RUNNER_TEST_VAR", "xyz")
+        .run()
+        .code(1)
+        .stdout_is("xyz\nd\n")
+        .stderr_has("RUNNER_TEST_UNSET is not set");
+}
+
+#[test]
+fn check_reports_unknown_functions_and_methods_without_running() {
+    Test::new()
+        .file("bad.rhai", "local().write_file(\"never-written\", \"x\");\nfrobnicate(1);\nlocal().explode();\nsleep(1, 2, 3);\n")
+        .args(&["check", "bad.rhai"])
+        .run()
+        .code(2)
+        .stderr_has("unknown function `frobnicate`")
+        .stderr_has("bad.rhai:2:1")
+        .stderr_has("unknown method `explode`")
+        .stderr_has("`sleep` takes 1 argument(s), not 3");
+}
+
+#[test]
+fn check_passes_a_good_script_and_runs_nothing() {
+    let out = Test::new()
+        .file("lib/m.rhai", "fn f(x) { x }\n")
+        .file("good.rhai", "import \"m\" as m;\nfn twice(x) { x * 2 }\nlet f = |x| x + 1;\nlocal().write_file(\"written\", \"x\");\nprint(twice(m::f(f(1))));\n")
+        .args(&["check", "--lib", "lib", "good.rhai"])
+        .run()
+        .success()
+        .stderr_has("good.rhai: ok");
+    assert!(
+        !out.path("written").exists(),
+        "check must not run the script"
+    );
+}
+
+#[test]
+fn check_reports_a_function_missing_from_an_imported_module() {
+    Test::new()
+        .file("m.rhai", "fn f(x) { x }\n")
+        .file("s.rhai", "import \"m\" as m;\nm::g(1);\n")
+        .args(&["check", "s.rhai"])
+        .run()
+        .code(2)
+        .stderr_has("module `m` has no function `g`");
+}
+
+#[test]
+fn doc_lists_every_function_with_its_doc_comment() {
+    let out = Test::new().args(&["doc"]).run().success();
+    for needle in [
+        "sleep(seconds: f64)",
+        "parallel(items: Array, limit: i64, f: FnPtr)",
+        "http_get(",
+        "wait_http(",
+        "Interrupted",
+        "rolling::upgrade(",
+    ] {
+        assert!(
+            out.stdout.to_lowercase().contains(&needle.to_lowercase()),
+            "runner doc lacks {needle}:\n{}",
+            out.stdout
+        );
+    }
+    Test::new()
+        .args(&["doc", "http", "--markdown"])
+        .run()
+        .success()
+        .stdout_has("## http")
+        .stdout_has("### `http_get(url: &str)");
+    Test::new()
+        .args(&["doc", "nosuch"])
+        .run()
+        .code(2)
+        .stderr_has("modules: flow");
+}
+
+#[test]
+fn json_output_is_one_json_object_per_line() {
+    let out = Test::new()
+        .script("step(\"one\");\ninfo(\"hello\");\nprint(\"out\");\nlocal().run(\"true\");\n")
+        .args(&["--output", "json"])
+        .run()
+        .success();
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"step")
+            && kinds.contains(&"step_end")
+            && kinds.contains(&"info")
+            && kinds.contains(&"print"),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn json_output_reports_errors_as_events() {
+    let out = Test::new()
+        .script("fail(\"nope\");")
+        .args(&["--output", "json"])
+        .run()
+        .code(1);
+    let last: serde_json::Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "error");
+    assert_eq!(last["kind"], "fail");
+    assert!(last["message"].as_str().unwrap().contains("main.rhai:1:1"));
+}
+
+#[test]
+fn steps_print_their_elapsed_time_off_a_tty() {
+    Test::new()
+        .script("step(\"Draining web1\");\nsleep(0.2);\nstep(\"Upgrading\", || { step(\"inner\"); });\n")
+        .run()
+        .success()
+        .stderr_has("▸ Draining web1")
+        .stderr_has("✓ Draining web1 (0.2s)")
+        .stderr_has("    ✓ inner")
+        .stderr_has("✓ Upgrading");
+}
+
+#[test]
+fn quiet_hides_steps_and_info_but_not_errors() {
+    Test::new()
+        .script("step(\"s\");\ninfo(\"chatty\");\nfail(\"boom\");")
+        .args(&["-q"])
+        .run()
+        .code(1)
+        .stderr_lacks("chatty")
+        .stderr_has("boom");
+}

@@ -1,0 +1,123 @@
+//! The local host handle: commands, exit codes, timeouts, files.
+
+use crate::harness::*;
+
+#[test]
+fn run_string_goes_through_the_shell_and_returns_code_stdout_stderr() {
+    Test::new()
+        .script("let r = local().run(\"echo out; echo err >&2\");\nprint(r.code);\nprint(r.stdout);\nprint(r.stderr);\n")
+        .run()
+        .success()
+        .stdout_is("0\nout\n\nerr\n\n");
+}
+
+#[test]
+fn run_array_passes_each_element_as_one_argument() {
+    let out = Test::new()
+        .script("let r = local().run([\"printf\", \"%s|\", \"a b; touch pwned\", \"$HOME\"]);\nprint(r.stdout);\n")
+        .run()
+        .success()
+        .stdout_is("a b; touch pwned|$HOME|\n");
+    assert!(!out.path("pwned").exists());
+}
+
+#[test]
+fn non_zero_exit_throws_with_host_command_code_and_stderr() {
+    Test::new()
+        .script("local().run(\"echo detail >&2; exit 3\");")
+        .run()
+        .code(1)
+        .stderr_has("local: `echo detail >&2; exit 3` exited with code 3")
+        .stderr_has("detail");
+}
+
+#[test]
+fn check_false_returns_the_code_instead_of_throwing() {
+    Test::new()
+        .script("print(local().run(\"exit 5\", #{check: false}).code);")
+        .run()
+        .success()
+        .stdout_is("5\n");
+}
+
+#[test]
+fn missing_command_is_a_distinct_error() {
+    Test::new()
+        .script("try { local().run([\"no-such-program-xyz\"]) } catch (e) { print(e.kind) }\nlocal().run(\"no-such-program-xyz\");")
+        .run()
+        .code(1)
+        .stdout_is("not_found\n")
+        .stderr_has("command not found (exit code 127)");
+}
+
+#[test]
+fn command_timeout_kills_it_and_names_the_command() {
+    let out = Test::new()
+        .script("try { local().run(\"sleep 20\", #{timeout: 0.3}) } catch (e) { print(e.kind); print(e.message) }")
+        .run()
+        .success()
+        .stdout_is("timeout\nlocal: `sleep 20` timed out after 0.3s\n");
+    assert!(out.elapsed.as_secs() < 5);
+}
+
+#[test]
+fn stdin_env_and_cwd_options_reach_the_command() {
+    Test::new()
+        .file("sub/marker", "")
+        .script("print(local().run(\"cat; echo $GREETING; ls\", #{stdin: \"piped\\n\", env: #{GREETING: \"hi\"}, cwd: \"sub\"}).stdout);")
+        .run()
+        .success()
+        .stdout_is("piped\nhi\nmarker\n\n");
+}
+
+#[test]
+fn write_file_replaces_content_atomically_and_keeps_the_mode() {
+    let out = Test::new()
+        .file("conf", "old\n")
+        .script("let l = local();\nl.run(\"chmod 640 conf\");\nl.write_file(\"conf\", \"new\\n\");\nprint(l.read_file(\"conf\"));\nprint(l.exists(\"conf\"));\nprint(l.exists(\"nope\"));\n")
+        .run()
+        .success()
+        .stdout_is("new\n\ntrue\nfalse\n");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(out.path("conf"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o640
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(out.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".runner-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left behind");
+}
+
+#[test]
+fn read_file_of_a_missing_file_names_host_and_path() {
+    Test::new()
+        .script("local().read_file(\"/nonexistent/file\");")
+        .run()
+        .code(1)
+        .stderr_has("local: cannot read /nonexistent/file");
+}
+
+#[test]
+fn upload_and_download_round_trip_byte_identical() {
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let t = Test::new();
+    std::fs::write(t.path().join("blob"), &data).unwrap();
+    let out = t.script("let l = local();\nl.upload(\"blob\", \"up/blob2\");\nl.download(\"up/blob2\", \"blob3\");\n").file("up/.keep", "").run().success();
+    assert_eq!(std::fs::read(out.path("blob3")).unwrap(), data);
+}
+
+#[test]
+fn host_handle_has_a_name_and_vars() {
+    Test::new()
+        .script("let l = local();\nprint(l.name);\nprint(l.vars);\nprint(`${l}`);")
+        .run()
+        .success()
+        .stdout_is("local\n#{}\nlocal\n");
+}

@@ -1,0 +1,74 @@
+//! HTTP checks against a real busybox httpd.
+
+use crate::harness::*;
+
+#[test]
+fn http_get_returns_status_body_and_headers() {
+    let httpd = Httpd::start("version v1\n");
+    Test::new()
+        .script(&format!("let r = http_get(\"{}\");\nprint(r.status);\nprint(r.body);\nprint(r.headers[\"content-type\"]);\n", httpd.url()))
+        .run()
+        .success()
+        .stdout_is("200\nversion v1\n\ntext/html\n");
+}
+
+#[test]
+fn http_get_of_a_missing_page_returns_its_status() {
+    let httpd = Httpd::start("x");
+    Test::new()
+        .script(&format!(
+            "print(http_get(\"{}nope.html\").status);",
+            httpd.url()
+        ))
+        .run()
+        .success()
+        .stdout_is("404\n");
+}
+
+#[test]
+fn http_get_connection_refused_is_a_clear_error_naming_the_url() {
+    let port = free_port();
+    Test::new()
+        .script(&format!("http_get(\"http://127.0.0.1:{port}/health\");"))
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "GET http://127.0.0.1:{port}/health: Connection refused"
+        ));
+}
+
+#[test]
+fn wait_http_returns_once_the_body_matches() {
+    let httpd = Httpd::start("version v1\n");
+    let index = httpd.root.path().join("index.html");
+    let t = Test::new().script(&format!(
+        "local().run(\"sleep 0.4; echo version v2 > {}\", #{{read_only: true}});\nlet r = wait_http(\"{}\", #{{contains: \"v2\", timeout: 5, interval: 0.1}});\nprint(r.body);",
+        index.display(),
+        httpd.url()
+    ));
+    t.run().success().stdout_is("version v2\n\n");
+}
+
+#[test]
+fn wait_http_times_out_with_what_it_saw_last() {
+    let httpd = Httpd::start("version v1\n");
+    let out = Test::new()
+        .script(&format!("wait_http(\"{}\", #{{contains: \"v2\", timeout: 0.5, interval: 0.1}});", httpd.url()))
+        .run()
+        .code(1)
+        .stderr_has(&format!("{}: waiting for status 200 with \"v2\" in the body: still not done after 0.5s; last seen: status 200 without \"v2\"", httpd.url()));
+    assert!(out.elapsed.as_secs() < 5);
+}
+
+#[test]
+fn wait_http_on_a_closed_port_times_out_with_the_connection_error() {
+    let port = free_port();
+    Test::new()
+        .script(&format!(
+            "wait_http(\"http://127.0.0.1:{port}/\", #{{timeout: 0.3}});"
+        ))
+        .run()
+        .code(1)
+        .stderr_has("still not done after 0.3s; last seen: GET")
+        .stderr_has("Connection refused");
+}

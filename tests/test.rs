@@ -1,0 +1,8 @@
+//! The integration suite: drives the real `runner` binary against real programs.
+
+mod harness;
+
+mod cli;
+mod flow;
+mod host;
+mod http;
