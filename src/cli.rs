@@ -188,7 +188,7 @@ fn dispatch(cli: Cli) -> Result<(), Error> {
             }
         }
         Command::Doc { module, markdown } => {
-            print!("{}", crate::doc::render(module.as_deref(), markdown)?);
+            print!("{}", crate::doc::render(module.as_deref(), markdown).map_err(|e| Error::Usage(e.to_string()))?);
             Ok(())
         }
     }

@@ -106,7 +106,7 @@ fn native_entries(module: rhai::Module) -> Vec<Entry> {
                     f["returnType"].as_str().unwrap_or("?")
                 )
             }
-            None => f["signature"].as_str().unwrap_or(name).to_string(),
+            None => script_types(f["signature"].as_str().unwrap_or(name)),
         };
         entries.push(Entry {
             signature,
@@ -118,17 +118,46 @@ fn native_entries(module: rhai::Module) -> Vec<Entry> {
 }
 
 fn script_entries(module: &str, text: &str) -> Result<Vec<Entry>, Error> {
-    let ast = Engine::new_raw().compile(text).map_err(|e| {
+    let mut engine = Engine::new_raw();
+    engine.set_max_expr_depths(256, 256);
+    let ast = engine.compile(text).map_err(|e| {
         Error::Compile(format!(
             "the embedded module {module} does not compile: {e}"
         ))
     })?;
     Ok(ast
         .iter_functions()
-        .filter(|f| f.access != rhai::FnAccess::Private)
+        .filter(|f| f.access != rhai::FnAccess::Private && !f.name.starts_with("anon$"))
         .map(|f| Entry {
             signature: format!("{module}::{}({})", f.name, f.params.join(", ")),
             doc: doc_text(&f.comments.iter().map(|c| c.to_string()).collect::<Vec<_>>()),
         })
         .collect())
+}
+
+/// Rust type names in a signature, as a script writer knows them: `Res<bool>` is `bool`, `&str` is
+/// `string`, `i64` is `int`, `Dynamic` is `?`.
+fn script_types(sig: &str) -> String {
+    let mut s = sig.to_string();
+    while let Some(i) = s.find("Res<") {
+        // Res<T> -> T, with nested generics balanced.
+        let mut depth = 0;
+        let mut end = i + 4;
+        for (j, c) in s[i + 4..].char_indices() {
+            match c {
+                '<' => depth += 1,
+                '>' if depth == 0 => {
+                    end = i + 4 + j;
+                    break;
+                }
+                '>' => depth -= 1,
+                _ => {}
+            }
+        }
+        s = format!("{}{}{}", &s[..i], &s[i + 4..end], &s[end + 1..]);
+    }
+    for (rust, script) in [("&mut ", ""), ("&str", "string"), ("ImmutableString", "string"), ("String", "string"), ("i64", "int"), ("f64", "float"), ("Dynamic", "?"), ("FnPtr", "Fn"), ("Array", "array"), ("Map", "map")] {
+        s = s.replace(rust, script);
+    }
+    s.replace(" -> ()", "")
 }

@@ -15,6 +15,8 @@ pub fn build(run: &Arc<Run>) -> Engine {
     engine.set_default_tag(tag(run));
     engine.set_strict_variables(true);
     engine.set_max_call_levels(128);
+    // Rhai's defaults (tighter still in debug builds) reject ordinary nested playbook code.
+    engine.set_max_expr_depths(256, 256);
     engine.set_module_resolver(Resolver::new(run.config.libs.clone(), run.sources.clone()));
     crate::prims::register_types(&mut engine);
     for (_, module) in crate::prims::modules() {

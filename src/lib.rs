@@ -74,9 +74,7 @@ impl Runner {
         let resolver = resolver::Resolver::new(run.config.libs.clone(), run.sources.clone());
         resolver
             .preflight(engine, &ast, source)
-            .map_err(|(src, pos, e)| {
-                Error::Compile(render_import_error(&e, &src, pos, &run.sources))
-            })?;
+            .map_err(|e| Error::Compile(render_import_error(&e.error, &e.source, e.pos, &run.sources)))?;
         Ok(ast)
     }
 

@@ -162,27 +162,29 @@ impl Resolver {
 
     /// Resolve every constant `import` of `ast` and of the modules it imports, without running
     /// anything: a missing module or a syntax error in one is reported before the script starts.
-    pub fn preflight(
-        &self,
-        engine: &Engine,
-        ast: &AST,
-        source: &str,
-    ) -> Result<Vec<(String, AST)>, (String, Position, Box<EvalAltResult>)> {
-        let mut done: Vec<(String, AST)> = Vec::new();
+    pub fn preflight(&self, engine: &Engine, ast: &AST, source: &str) -> Result<(), ImportError> {
+        let mut seen: Vec<String> = Vec::new();
         let mut queue = vec![(source.to_string(), ast.clone())];
         while let Some((src, ast)) = queue.pop() {
             for import in imports_of(&ast) {
                 let (found, module_ast) = self
                     .compile(engine, Some(&src), &import.path)
-                    .map_err(|e| (src.clone(), import.pos, e))?;
-                if !done.iter().any(|(s, _)| *s == found.source) {
-                    done.push((found.source.clone(), module_ast.clone()));
+                    .map_err(|error| ImportError { source: src.clone(), pos: import.pos, error })?;
+                if !seen.contains(&found.source) {
+                    seen.push(found.source.clone());
                     queue.push((found.source, module_ast));
                 }
             }
         }
-        Ok(done)
+        Ok(())
     }
+}
+
+/// An import that failed before the script ran: where the `import` statement is, and why.
+pub struct ImportError {
+    pub source: String,
+    pub pos: Position,
+    pub error: Box<EvalAltResult>,
 }
 
 /// One constant `import "path" as alias;` of a script.

@@ -39,7 +39,7 @@ fn parallel_failure_names_the_item_after_the_others_finish() {
         .script(
             "let l = local();\n\
              parallel([\"a\", \"b\", \"c\", \"d\"], 4, |x| {\n\
-                 if x == \"b\" { fail(\"b is broken\") }\n\
+                 if x == \"b\" { sleep(0.1); fail(\"b is broken\") }\n\
                  sleep(0.5);\n\
                  l.write_file(`done-${x}`, x);\n\
              });\n",

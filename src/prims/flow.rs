@@ -317,6 +317,17 @@ pub mod flow_api {
         r
     }
 
+    /// Whether this is a `--dry-run`: playbooks use it to skip waits that only make sense when the
+    /// changes before them really happened.
+    ///
+    /// ```rhai
+    /// lb.drain(s);
+    /// if !dry_run() { lb.wait_drained(s, 60) }
+    /// ```
+    pub fn dry_run(ctx: NativeCallContext) -> bool {
+        Run::of(&ctx).dry_run()
+    }
+
     /// Print an informational line (hidden by `-q`).
     pub fn info(ctx: NativeCallContext, message: &str) {
         Run::of(&ctx).report.info(message);

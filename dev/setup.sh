@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what runner's tests and demo need on a fresh Debian machine (run as root).
+# Quick when everything is already there: apt-get runs only for what is missing.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+have haproxy || need+=(haproxy)
+have socat || need+=(socat)
+have curl || need+=(curl)
+[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx httpd || need+=(busybox-static)
+have nginx || need+=(nginx-light)
+have sshd || need+=(openssh-server)
+have ssh || need+=(openssh-client)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# sshd's privilege separation directory (test sshd instances need it).
+mkdir -p /run/sshd
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo is not installed; install the Rust toolchain (rustup) first" >&2
+    exit 1
+fi
