@@ -20,6 +20,17 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # sshd's privilege separation directory (test sshd instances need it).
 mkdir -p /run/sshd
+# The user test sshd instances log in as: /bin/sh and no rc files, so a command costs only itself
+# (root's ~/.bashrc here runs pyenv init, 130 ms per ssh command).
+if ! id runner-test >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/sh runner-test
+fi
+# A '!' (locked) password makes sshd without PAM refuse even key logins; '*' has no password but
+# is not locked.
+usermod -p '*' runner-test
+if getent group docker >/dev/null 2>&1; then
+    usermod -aG docker runner-test
+fi
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo is not installed; install the Rust toolchain (rustup) first" >&2

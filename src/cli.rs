@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use rhai::{Dynamic, Map};
 
+use std::sync::Arc;
+
 use crate::error::Error;
+use crate::inventory::Inventory;
 use crate::report::Output;
 use crate::run::Config;
 use crate::Runner;
@@ -43,6 +46,18 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Print the hosts an inventory and a --limit pattern select.
+    Hosts {
+        /// The inventory: TOML, or an Ansible YAML inventory.
+        #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+        inventory: PathBuf,
+        /// Narrow the hosts: names, groups, globs (`web*`), comma lists, `!exclusions`.
+        #[arg(long, value_name = "PATTERN")]
+        limit: Option<String>,
+        /// Only this group (default: all).
+        #[arg(default_value = "all")]
+        group: String,
+    },
     /// Print every function with its signature and doc comment.
     Doc {
         /// Only this module (flow, host, http, or a standard library module).
@@ -64,6 +79,12 @@ struct RunArgs {
     /// A folder searched by `import` (repeatable; after the script's own folder, before RUNNER_PATH).
     #[arg(long, value_name = "DIR")]
     lib: Vec<PathBuf>,
+    /// The inventory for hosts(group): TOML, or an Ansible YAML inventory.
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    inventory: Option<PathBuf>,
+    /// Narrow hosts(group): names, groups, globs (`web*`), comma lists, `!exclusions`.
+    #[arg(long, value_name = "PATTERN")]
+    limit: Option<String>,
     /// Change nothing: print what each state-changing operation would do. Read-only ones still run.
     #[arg(long)]
     dry_run: bool,
@@ -114,6 +135,13 @@ impl RunArgs {
             journal: self.journal,
             output: self.output,
             verbosity: self.verbose as i8 - self.quiet as i8,
+            inventory: self
+                .inventory
+                .as_deref()
+                .map(Inventory::load)
+                .transpose()?
+                .map(Arc::new),
+            limit: self.limit,
         })
     }
 }
@@ -187,8 +215,42 @@ fn dispatch(cli: Cli) -> Result<(), Error> {
                 Ok(())
             }
         }
+        Command::Hosts {
+            inventory,
+            limit,
+            group,
+        } => {
+            let inv = Inventory::load(&inventory)?;
+            let hosts = inv
+                .select(&group, limit.as_deref())
+                .map_err(|f| Error::Usage(f.message))?;
+            for h in hosts {
+                let entry = inv
+                    .hosts
+                    .iter()
+                    .find(|e| e.name == h.name())
+                    .expect("selected from the inventory");
+                let address = match h.transport() {
+                    crate::prims::host::Transport::Local => "local".to_string(),
+                    crate::prims::host::Transport::Ssh(t) => t.display(),
+                };
+                let vars: Vec<String> =
+                    entry.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!(
+                    "{}\t{address}\tgroups={}\t{}",
+                    h.name(),
+                    entry.groups.join(","),
+                    vars.join(" ")
+                );
+            }
+            Ok(())
+        }
         Command::Doc { module, markdown } => {
-            print!("{}", crate::doc::render(module.as_deref(), markdown).map_err(|e| Error::Usage(e.to_string()))?);
+            print!(
+                "{}",
+                crate::doc::render(module.as_deref(), markdown)
+                    .map_err(|e| Error::Usage(e.to_string()))?
+            );
             Ok(())
         }
     }

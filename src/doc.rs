@@ -156,7 +156,18 @@ fn script_types(sig: &str) -> String {
         }
         s = format!("{}{}{}", &s[..i], &s[i + 4..end], &s[end + 1..]);
     }
-    for (rust, script) in [("&mut ", ""), ("&str", "string"), ("ImmutableString", "string"), ("String", "string"), ("i64", "int"), ("f64", "float"), ("Dynamic", "?"), ("FnPtr", "Fn"), ("Array", "array"), ("Map", "map")] {
+    for (rust, script) in [
+        ("&mut ", ""),
+        ("&str", "string"),
+        ("ImmutableString", "string"),
+        ("String", "string"),
+        ("i64", "int"),
+        ("f64", "float"),
+        ("Dynamic", "?"),
+        ("FnPtr", "Fn"),
+        ("Array", "array"),
+        ("Map", "map"),
+    ] {
         s = s.replace(rust, script);
     }
     s.replace(" -> ()", "")

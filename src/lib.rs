@@ -14,6 +14,7 @@ pub mod doc;
 pub mod effect;
 pub mod engine;
 pub mod error;
+pub mod inventory;
 pub mod journal;
 pub mod prims;
 pub mod report;
@@ -72,9 +73,14 @@ impl Runner {
             .map_err(|e| Error::Compile(render_parse_error(&e, source, &run.sources)))?;
         ast.set_source(source);
         let resolver = resolver::Resolver::new(run.config.libs.clone(), run.sources.clone());
-        resolver
-            .preflight(engine, &ast, source)
-            .map_err(|e| Error::Compile(render_import_error(&e.error, &e.source, e.pos, &run.sources)))?;
+        resolver.preflight(engine, &ast, source).map_err(|e| {
+            Error::Compile(render_import_error(
+                &e.error,
+                &e.source,
+                e.pos,
+                &run.sources,
+            ))
+        })?;
         Ok(ast)
     }
 
@@ -103,6 +109,7 @@ impl Runner {
                 .expect("the script thread does not panic")
         });
         signals.abort();
+        run.ssh.close_all();
         let (result, cleanup_ok) = result;
         let ok = result.is_ok() && cleanup_ok && !run.interrupted();
         run.report.finish_steps(ok);
@@ -170,6 +177,7 @@ async fn handle_ctrl_c(run: Arc<Run>) {
     run.report.warn("interrupted: stopping at the next operation, then running deferred cleanups (Ctrl-C again to exit now)");
     run.interrupt();
     if tokio::signal::ctrl_c().await.is_ok() {
+        run.ssh.close_all();
         std::process::exit(130);
     }
 }

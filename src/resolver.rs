@@ -167,9 +167,13 @@ impl Resolver {
         let mut queue = vec![(source.to_string(), ast.clone())];
         while let Some((src, ast)) = queue.pop() {
             for import in imports_of(&ast) {
-                let (found, module_ast) = self
-                    .compile(engine, Some(&src), &import.path)
-                    .map_err(|error| ImportError { source: src.clone(), pos: import.pos, error })?;
+                let (found, module_ast) =
+                    self.compile(engine, Some(&src), &import.path)
+                        .map_err(|error| ImportError {
+                            source: src.clone(),
+                            pos: import.pos,
+                            error,
+                        })?;
                 if !seen.contains(&found.source) {
                     seen.push(found.source.clone());
                     queue.push((found.source, module_ast));

@@ -31,6 +31,10 @@ pub struct Config {
     pub journal: Option<PathBuf>,
     pub output: crate::report::Output,
     pub verbosity: i8,
+    /// `-i FILE`: the hosts `hosts(group)` returns.
+    pub inventory: Option<Arc<crate::inventory::Inventory>>,
+    /// `--limit PATTERN`: narrows `hosts(group)`.
+    pub limit: Option<String>,
 }
 
 /// One run: everything a primitive needs besides its arguments.
@@ -40,6 +44,8 @@ pub struct Run {
     pub report: Reporter,
     pub journal: Journal,
     pub sources: Arc<Sources>,
+    /// The run's SSH connections, closed when the run ends.
+    pub ssh: crate::prims::ssh::Pool,
     cancel: Mutex<CancellationToken>,
     interrupted: AtomicBool,
     defers: Mutex<Vec<(FnPtr, NativeCallContextStore)>>,
@@ -56,6 +62,7 @@ impl Run {
             report,
             journal,
             sources: Arc::default(),
+            ssh: Default::default(),
             cancel: Mutex::new(CancellationToken::new()),
             interrupted: AtomicBool::new(false),
             defers: Mutex::default(),

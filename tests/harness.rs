@@ -242,3 +242,161 @@ pub fn journal_lines(path: &Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// The unprivileged user test sshd instances log in as: its shell is /bin/sh with no rc files, so
+/// nothing but the command itself runs (root's ~/.bashrc here costs 130 ms per command).
+pub const SSH_USER: &str = "runner-test";
+
+/// A real sshd on a free 127.0.0.1 port with its own host key, client key and known_hosts, in a
+/// temporary directory; stopped when dropped.
+pub struct Sshd {
+    pub port: u16,
+    pub dir: TempDir,
+    /// The client's private key (authorized for SSH_USER).
+    pub key: PathBuf,
+    /// A known_hosts file that holds this server's key.
+    pub known_hosts: PathBuf,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        let sshd = require("sshd");
+        let keygen = require("ssh-keygen");
+        let user_ok = Command::new("id")
+            .arg(SSH_USER)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            user_ok,
+            "the test user {SSH_USER} does not exist: run `bash dev/setup.sh` first"
+        );
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("runner-sshd-")
+            .tempdir()
+            .unwrap();
+        let p = |f: &str| dir.path().join(f);
+        for (file, comment) in [("host_key", "host"), ("id_ed25519", "client")] {
+            let ok = Command::new(&keygen)
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+                .arg(p(file))
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ssh-keygen failed");
+        }
+        std::fs::copy(p("id_ed25519.pub"), p("authorized_keys")).unwrap();
+        // sshd reads the authorized_keys file as the user; keys under /tmp and StrictModes no.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(p("authorized_keys"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let port = free_port();
+        let host_pub = std::fs::read_to_string(p("host_key.pub")).unwrap();
+        let host_pub: Vec<&str> = host_pub.split_whitespace().collect();
+        std::fs::write(
+            p("known_hosts"),
+            format!("[127.0.0.1]:{port} {} {}\n", host_pub[0], host_pub[1]),
+        )
+        .unwrap();
+        std::fs::write(
+            p("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
+                 UsePAM no\nUseDNS no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nLogLevel VERBOSE\nMaxSessions 10\nSubsystem sftp internal-sftp\n",
+                hk = p("host_key").display(),
+                ak = p("authorized_keys").display(),
+                pid = p("sshd.pid").display(),
+            ),
+        )
+        .unwrap();
+        let log = p("sshd.log");
+        let child = Command::new(sshd)
+            .args(["-D", "-f"])
+            .arg(p("sshd_config"))
+            .arg("-E")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("sshd starts");
+        wait_port(port);
+        Sshd {
+            port,
+            key: p("id_ed25519"),
+            known_hosts: p("known_hosts"),
+            log,
+            dir,
+            child,
+        }
+    }
+
+    /// `runner-test@127.0.0.1:PORT`
+    pub fn spec(&self) -> String {
+        format!("{SSH_USER}@127.0.0.1:{}", self.port)
+    }
+
+    /// The options map a script passes to `ssh(spec, ...)`.
+    pub fn opts(&self) -> String {
+        format!(
+            "#{{key: \"{}\", known_hosts_file: \"{}\"}}",
+            self.key.display(),
+            self.known_hosts.display()
+        )
+    }
+
+    /// `ssh("...", #{...})` for this server, as script code.
+    pub fn handle(&self) -> String {
+        format!("ssh(\"{}\", {})", self.spec(), self.opts())
+    }
+
+    /// How many SSH connections the server accepted.
+    pub fn accepted(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .matches("Accepted publickey")
+            .count()
+    }
+
+    /// Client `ssh` processes still connected to this server's port.
+    pub fn client_processes(&self) -> Vec<String> {
+        ssh_clients(self.port)
+    }
+}
+
+/// The command lines of `ssh` client processes whose arguments name `port`.
+pub fn ssh_clients(port: u16) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_ssh = args
+            .first()
+            .is_some_and(|a| a == "ssh" || a.ends_with("/ssh"));
+        if is_ssh
+            && args
+                .windows(2)
+                .any(|w| w[0] == "-p" && w[1] == port.to_string())
+        {
+            found.push(args.join(" "));
+        }
+    }
+    found
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

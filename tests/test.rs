@@ -6,3 +6,4 @@ mod cli;
 mod flow;
 mod host;
 mod http;
+mod ssh;

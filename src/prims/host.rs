@@ -1,8 +1,9 @@
-//! Hosts: where commands run and files live. `local()` is this machine; the SSH issue adds remote hosts
-//! of the same type, so one playbook runs against either.
+//! Hosts: where commands run and files live. `local()` is this machine, `ssh(...)` and `hosts(group)`
+//! are remote ones; both are the same `Host` type with the same methods, so one playbook runs against
+//! either.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,31 +11,59 @@ use std::time::Duration;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Map};
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::error::Failure;
+use crate::prims::ssh::SshTarget;
 use crate::prims::Opts;
 use crate::run::Run;
 
-/// A machine commands run on: this one (`local()`), or a remote one.
+/// A machine commands run on: this one (`local()`), or a remote one over SSH.
 #[derive(Clone)]
 pub struct Host(Arc<HostInner>);
 
 struct HostInner {
     name: String,
     vars: Map,
+    transport: Transport,
+}
+
+/// How commands reach a host.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Local,
+    Ssh(SshTarget),
 }
 
 impl Host {
     pub fn local() -> Self {
+        Host::new("local", Map::new(), Transport::Local)
+    }
+
+    pub fn new(name: &str, vars: Map, transport: Transport) -> Self {
         Host(Arc::new(HostInner {
-            name: "local".into(),
-            vars: Map::new(),
+            name: name.to_string(),
+            vars,
+            transport,
         }))
     }
 
+    /// The name messages and the journal use: the inventory name, or the address as given.
     pub fn name(&self) -> &str {
         &self.0.name
+    }
+
+    pub fn vars(&self) -> &Map {
+        &self.0.vars
+    }
+
+    pub fn transport(&self) -> &Transport {
+        &self.0.transport
+    }
+
+    /// Whether commands run on this machine (no SSH).
+    pub fn is_local(&self) -> bool {
+        matches!(self.0.transport, Transport::Local)
     }
 }
 
@@ -85,14 +114,29 @@ impl Command {
     pub fn display(&self) -> String {
         match self {
             Command::Shell(s) => s.clone(),
-            Command::Argv(a) => {
-                shlex::try_join(a.iter().map(String::as_str)).unwrap_or_else(|_| a.join(" "))
-            }
+            Command::Argv(a) => quote_all(a),
         }
     }
 }
 
+/// Arguments quoted for a POSIX shell.
+pub fn quote_all<S: AsRef<str>>(args: &[S]) -> String {
+    args.iter()
+        .map(|a| quote(a.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One argument quoted for a POSIX shell (a NUL byte, which no argument can hold, is dropped).
+pub fn quote(arg: &str) -> String {
+    let clean: String = arg.chars().filter(|c| *c != '\0').collect();
+    shlex::try_quote(&clean)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| format!("'{}'", clean.replace('\'', "'\\''")))
+}
+
 /// The options of `run`.
+#[derive(Default)]
 pub struct RunOpts {
     pub check: bool,
     pub timeout: Option<Duration>,
@@ -128,12 +172,23 @@ impl RunOpts {
             read_only: o.bool("read_only", false)?,
         })
     }
+
+    /// Options for an internal, read-only command whose exit code the caller interprets.
+    pub fn probe() -> Self {
+        RunOpts {
+            read_only: true,
+            ..Default::default()
+        }
+    }
 }
+
+/// The "signal number" of a remote command killed by a signal SSH did not name.
+const UNKNOWN_SIGNAL: i32 = 0;
 
 /// What a finished command returned.
 pub struct Output {
     pub code: i64,
-    /// The signal that killed it, if any.
+    /// The signal that killed it, if any (`UNKNOWN_SIGNAL` when SSH did not say which).
     pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
@@ -149,6 +204,21 @@ impl Output {
     }
 }
 
+/// Where a command's standard input comes from.
+pub enum Input {
+    Null,
+    Text(String),
+    /// Streamed from a local file (uploads: nothing large goes through memory).
+    File(PathBuf),
+}
+
+/// Where a command's standard output goes.
+pub enum Sink {
+    Capture,
+    /// Streamed into a local file (downloads).
+    File(PathBuf),
+}
+
 /// The last lines of a command's error output, for a message.
 fn tail(s: &str, lines: usize) -> String {
     let all: Vec<&str> = s.trim_end().lines().collect();
@@ -161,12 +231,8 @@ impl Host {
         let host = self.name();
         let shown = cmd.display();
         let op = || -> Result<Output, Failure> {
-            let out = run.block_on(
-                host,
-                &format!("`{shown}`"),
-                o.timeout,
-                exec_local(host, cmd, o),
-            )?;
+            let input = o.stdin.clone().map(Input::Text).unwrap_or(Input::Null);
+            let out = self.exec(run, cmd, o, input, Sink::Capture)?;
             if o.check {
                 check_exit(host, &shown, &out)?;
             }
@@ -198,6 +264,85 @@ impl Host {
             }
         })
     }
+
+    /// Run `cmd` on the host with the given input and output, under the options' timeout and Ctrl-C.
+    pub fn exec(
+        &self,
+        run: &Run,
+        cmd: &Command,
+        o: &RunOpts,
+        input: Input,
+        sink: Sink,
+    ) -> Result<Output, Failure> {
+        let host = self.name();
+        let what = format!("`{}`", cmd.display());
+        run.block_on(host, &what, o.timeout, async {
+            match self.transport() {
+                Transport::Local => exec_local(run, host, cmd, o, &input, &sink).await,
+                Transport::Ssh(target) => exec_ssh(run, host, target, cmd, o, &input, &sink).await,
+            }
+        })
+    }
+
+    /// A read-only shell command for the host's own primitives (file checks and the like).
+    fn probe(&self, run: &Run, script: &str, input: Input, sink: Sink) -> Result<Output, Failure> {
+        self.exec(
+            run,
+            &Command::Shell(script.to_string()),
+            &RunOpts::probe(),
+            input,
+            sink,
+        )
+    }
+
+    /// Write a file on the host atomically (temp file in the same folder + rename; an existing
+    /// file keeps its mode).
+    fn put(&self, run: &Run, path: &str, input: Input) -> Result<(), Failure> {
+        let host = self.name();
+        match (self.transport(), &input) {
+            (Transport::Local, Input::Text(t)) => write_atomic(Path::new(path), t.as_bytes())
+                .map_err(|e| io_failure(host, "cannot write", path, e)),
+            (Transport::Local, Input::File(src)) => {
+                copy_atomic(src, Path::new(path)).map_err(|e| {
+                    io_failure(host, &format!("cannot copy {} to", src.display()), path, e)
+                })
+            }
+            _ => {
+                let p = quote(path);
+                let script = format!(
+                    "set -e; d=$(dirname -- {p}); b=$(basename -- {p}); t=\"$d/.$b.runner-$$\"; trap 'rm -f \"$t\"' EXIT; \
+                     cat > \"$t\"; if [ -e {p} ]; then chmod --reference={p} \"$t\" 2>/dev/null || true; fi; mv -f \"$t\" {p}; trap - EXIT"
+                );
+                let out = self.probe(run, &script, input, Sink::Capture)?;
+                check_file_op(host, "cannot write", path, &out)
+            }
+        }
+    }
+}
+
+/// A file operation's shell command failed: say what and where, with the shell's words.
+fn check_file_op(host: &str, what: &str, path: &str, out: &Output) -> Result<(), Failure> {
+    if out.code == 0 {
+        return Ok(());
+    }
+    let err = tail(&out.stderr, 3);
+    let kind = if err.contains("No such file") {
+        "not_found"
+    } else {
+        "io"
+    };
+    Err(Failure::new(
+        kind,
+        host,
+        format!(
+            "{host}: {what} {path}: {}",
+            if err.is_empty() {
+                format!("exit code {}", out.code)
+            } else {
+                err
+            }
+        ),
+    ))
 }
 
 /// A non-zero exit, a signal, or a command that was not found, as a failure naming host and command.
@@ -208,12 +353,22 @@ pub fn check_exit(host: &str, shown: &str, out: &Output) -> Result<(), Failure> 
     } else {
         format!(":\n{stderr}")
     };
-    if let Some(sig) = out.signal {
-        return Err(Failure::new(
-            "signal",
-            host,
-            format!("{host}: `{shown}` was killed by signal {sig}{detail}"),
-        ));
+    match out.signal {
+        Some(UNKNOWN_SIGNAL) => {
+            return Err(Failure::new(
+                "signal",
+                host,
+                format!("{host}: `{shown}` was killed by a signal{detail}"),
+            ))
+        }
+        Some(sig) => {
+            return Err(Failure::new(
+                "signal",
+                host,
+                format!("{host}: `{shown}` was killed by signal {sig}{detail}"),
+            ))
+        }
+        None => {}
     }
     match out.code {
         0 => Ok(()),
@@ -230,7 +385,14 @@ pub fn check_exit(host: &str, shown: &str, out: &Output) -> Result<(), Failure> 
     }
 }
 
-async fn exec_local(host: &str, cmd: &Command, o: &RunOpts) -> Result<Output, Failure> {
+async fn exec_local(
+    run: &Run,
+    host: &str,
+    cmd: &Command,
+    o: &RunOpts,
+    input: &Input,
+    sink: &Sink,
+) -> Result<Output, Failure> {
     let mut argv: Vec<String> = match cmd {
         Command::Shell(s) => vec!["sh".into(), "-c".into(), s.clone()],
         Command::Argv(a) => a.clone(),
@@ -240,10 +402,10 @@ async fn exec_local(host: &str, cmd: &Command, o: &RunOpts) -> Result<Output, Fa
     }
     let mut c = tokio::process::Command::new(&argv[0]);
     c.args(&argv[1..])
-        .stdin(if o.stdin.is_some() {
-            Stdio::piped()
-        } else {
+        .stdin(if matches!(input, Input::Null) {
             Stdio::null()
+        } else {
+            Stdio::piped()
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -273,30 +435,247 @@ async fn exec_local(host: &str, cmd: &Command, o: &RunOpts) -> Result<Output, Fa
             ))
         }
     };
-    if let (Some(input), Some(mut pipe)) = (&o.stdin, child.stdin.take()) {
-        let input = input.clone();
-        // Written concurrently with reading the output, so a large input cannot deadlock.
-        tokio::spawn(async move {
-            let _ = pipe.write_all(input.as_bytes()).await;
-        });
-    }
-    let out = child
-        .wait_with_output()
+    let (stdout, stderr) = drive(
+        run,
+        host,
+        child.stdin.take(),
+        child.stdout.take().unwrap(),
+        child.stderr.take().unwrap(),
+        input,
+        sink,
+    )
+    .await?;
+    let status = child
+        .wait()
         .await
         .map_err(|e| Failure::new("exec", host, format!("{host}: `{shown}`: {e}")))?;
     use std::os::unix::process::ExitStatusExt;
     Ok(Output {
-        code: out.status.code().map(i64::from).unwrap_or(-1),
-        signal: out.status.signal(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: status.code().map(i64::from).unwrap_or(-1),
+        signal: status.signal(),
+        stdout,
+        stderr,
     })
+}
+
+/// The command line the remote shell runs: options become shell syntax around the quoted command.
+fn remote_line(cmd: &Command, o: &RunOpts) -> String {
+    let mut line = match cmd {
+        Command::Shell(s) => s.clone(),
+        Command::Argv(a) => quote_all(a),
+    };
+    if o.sudo {
+        line = format!("sudo -n -- sh -c {}", quote(&line));
+    }
+    if let Some(dir) = &o.cwd {
+        line = format!("cd {} && {line}", quote(dir));
+    }
+    if !o.env.is_empty() {
+        let exports: Vec<String> = o
+            .env
+            .iter()
+            .map(|(k, v)| format!("export {}={};", k, quote(v)))
+            .collect();
+        line = format!("{} {line}", exports.join(" "));
+    }
+    line
+}
+
+async fn exec_ssh(
+    run: &Run,
+    host: &str,
+    target: &SshTarget,
+    cmd: &Command,
+    o: &RunOpts,
+    input: &Input,
+    sink: &Sink,
+) -> Result<Output, Failure> {
+    let line = remote_line(cmd, o);
+    let shown = cmd.display();
+    // A master that died since the last command (idle timeout, sshd restart) is reopened once; the
+    // command has not started when spawning fails, so trying again cannot run it twice.
+    let mut attempt = 0;
+    loop {
+        let conn = run.ssh.connect(host, target).await?;
+        // Holds a session slot for as long as the command runs.
+        let _slot = conn
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let mut c = conn.session.raw_command(&line);
+        c.stdin(if matches!(input, Input::Null) {
+            openssh::Stdio::null()
+        } else {
+            openssh::Stdio::piped()
+        })
+        .stdout(openssh::Stdio::piped())
+        .stderr(openssh::Stdio::piped());
+        let mut child = match c.spawn().await {
+            Ok(child) => child,
+            Err(e) if attempt == 0 => {
+                run.report
+                    .debug(&format!("{host}: reconnecting after: {e}"));
+                run.ssh.forget(target).await;
+                attempt += 1;
+                continue;
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    "connection",
+                    host,
+                    format!("{host}: cannot run `{shown}`: {e}"),
+                ))
+            }
+        };
+        let (stdout, stderr) = drive(
+            run,
+            host,
+            child.stdin().take(),
+            child.stdout().take().unwrap(),
+            child.stderr().take().unwrap(),
+            input,
+            sink,
+        )
+        .await?;
+        use std::os::unix::process::ExitStatusExt;
+        let (code, signal) = match child.wait().await {
+            Ok(status) => (status.code().map(i64::from).unwrap_or(-1), status.signal()),
+            // openssh reports exit code 127 as an error of its own, and a signal without its number.
+            Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                (127, None)
+            }
+            Err(openssh::Error::RemoteProcessTerminated) => (-1, Some(UNKNOWN_SIGNAL)),
+            Err(e) => {
+                return Err(Failure::new(
+                    "connection",
+                    host,
+                    format!("{host}: `{shown}`: the connection failed: {e}"),
+                ))
+            }
+        };
+        return Ok(Output {
+            code,
+            signal,
+            stdout,
+            stderr,
+        });
+    }
+}
+
+/// Feed the input, collect or stream the output, and with `-v` show each line live, prefixed with
+/// the host name.
+async fn drive<W, R1, R2>(
+    run: &Run,
+    host: &str,
+    stdin: Option<W>,
+    stdout: R1,
+    stderr: R2,
+    input: &Input,
+    sink: &Sink,
+) -> Result<(String, String), Failure>
+where
+    W: AsyncWrite + Unpin + Send,
+    R1: AsyncRead + Unpin + Send,
+    R2: AsyncRead + Unpin + Send,
+{
+    let io =
+        |what: &str, e: std::io::Error| Failure::new("io", host, format!("{host}: {what}: {e}"));
+    let live = run.report.verbosity() > 0;
+    let feed = async {
+        if let Some(mut w) = stdin {
+            match input {
+                Input::Null => {}
+                // A command that does not read its input closes the pipe: not an error.
+                Input::Text(t) => {
+                    let _ = w.write_all(t.as_bytes()).await;
+                }
+                Input::File(p) => {
+                    let mut f = tokio::fs::File::open(p)
+                        .await
+                        .map_err(|e| io(&format!("cannot open {}", p.display()), e))?;
+                    tokio::io::copy(&mut f, &mut w)
+                        .await
+                        .map_err(|e| io(&format!("cannot send {}", p.display()), e))?;
+                }
+            }
+            let _ = w.shutdown().await;
+        }
+        Ok::<(), Failure>(())
+    };
+    let out = async {
+        match sink {
+            Sink::Capture => collect(stdout, live.then_some((run, host)))
+                .await
+                .map_err(|e| io("reading output", e)),
+            Sink::File(p) => {
+                let mut f = tokio::fs::File::create(p)
+                    .await
+                    .map_err(|e| io(&format!("cannot create {}", p.display()), e))?;
+                let mut r = stdout;
+                tokio::io::copy(&mut r, &mut f)
+                    .await
+                    .map_err(|e| io(&format!("cannot write {}", p.display()), e))?;
+                f.sync_all()
+                    .await
+                    .map_err(|e| io(&format!("cannot write {}", p.display()), e))?;
+                Ok(String::new())
+            }
+        }
+    };
+    let err = async {
+        collect(stderr, live.then_some((run, host)))
+            .await
+            .map_err(|e| io("reading error output", e))
+    };
+    let (fed, out, err) = tokio::join!(feed, out, err);
+    fed?;
+    Ok((out?, err?))
+}
+
+/// Read a stream to the end as text, showing each line as it comes when `live` is set.
+async fn collect<R: AsyncRead + Unpin>(
+    r: R,
+    live: Option<(&Run, &str)>,
+) -> std::io::Result<String> {
+    let mut reader = BufReader::new(r);
+    let mut all = Vec::new();
+    loop {
+        let start = all.len();
+        if reader.read_until(b'\n', &mut all).await? == 0 {
+            break;
+        }
+        if let Some((run, host)) = live {
+            let line = String::from_utf8_lossy(&all[start..]);
+            run.report
+                .debug(&format!("{host}: {}", line.trim_end_matches('\n')));
+        }
+    }
+    Ok(String::from_utf8_lossy(&all).into_owned())
 }
 
 /// Write `data` to `path` atomically: a temporary file in the same folder, then a rename, so a reader
 /// never sees half a file. An existing file keeps its permissions.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+    with_temp_beside(path, |tmp| {
+        use std::io::Write;
+        let mut f = std::fs::File::create(tmp)?;
+        f.write_all(data)?;
+        f.sync_all()
+    })
+}
+
+/// Copy a file atomically (temp + rename in the destination folder), streaming it.
+fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
+    with_temp_beside(to, |tmp| std::fs::copy(from, tmp).map(|_| ()))
+}
+
+/// Fill a temporary file next to `path` with `fill`, give it the mode of the file it replaces, and
+/// rename it over `path`; the temporary file never outlives a failure.
+fn with_temp_beside(
+    path: &Path,
+    fill: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -309,36 +688,12 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
+    let result = fill(&tmp).and_then(|_| {
         if let Ok(meta) = std::fs::metadata(path) {
             std::fs::set_permissions(&tmp, meta.permissions())?;
         }
         std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Copy a file atomically (temp + rename in the destination folder), streaming it.
-fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
-    let dir = to
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = to
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("not a file path"))?;
-    let tmp = dir.join(format!(
-        ".{}.runner-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = std::fs::copy(from, &tmp).and_then(|_| std::fs::rename(&tmp, to));
+    });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -371,7 +726,34 @@ pub mod host_api {
         Host::local()
     }
 
-    /// The host's inventory name (`"local"` for this machine).
+    /// A remote host over SSH: `"[user@]host[:port]"`. The connection (one multiplexed OpenSSH
+    /// master) opens on the first command and is shared by every command of the run; host keys are
+    /// checked strictly against your known_hosts.
+    ///
+    /// ```rhai
+    /// let h = ssh("root@10.0.0.5:2222");
+    /// h.run("docker ps");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn ssh(spec: &str) -> Res<Host> {
+        ssh_with(spec, Map::new())
+    }
+
+    /// `ssh` with options: `user`, `port`, `key` (private key file), `known_hosts` ("strict",
+    /// "accept-new" or "off"), `known_hosts_file`, `connect_timeout` (seconds, default 10), `jump`
+    /// (a jump host, or an array of them).
+    ///
+    /// ```rhai
+    /// let h = ssh("10.0.0.5", #{user: "deploy", port: 2222, key: "~/.ssh/deploy", known_hosts: "accept-new"});
+    /// ```
+    #[rhai_fn(name = "ssh", return_raw)]
+    pub fn ssh_with(spec: &str, options: Map) -> Res<Host> {
+        let mut target = SshTarget::parse(spec)?;
+        apply_ssh_options(&mut target, options, spec)?;
+        Ok(Host::new(spec, Map::new(), Transport::Ssh(target)))
+    }
+
+    /// The host's inventory name (`"local"` for this machine, the address as given to `ssh`).
     #[rhai_fn(get = "name", pure)]
     pub fn get_name(h: &mut Host) -> String {
         h.name().to_string()
@@ -380,7 +762,7 @@ pub mod host_api {
     /// The host's inventory variables.
     #[rhai_fn(get = "vars", pure)]
     pub fn get_vars(h: &mut Host) -> Map {
-        h.0.vars.clone()
+        h.vars().clone()
     }
 
     #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
@@ -388,9 +770,10 @@ pub mod host_api {
         h.name().to_string()
     }
 
-    /// Run a command: a string goes through `sh -c`, an array is executed directly with each element
-    /// as one argument. Returns `#{code, stdout, stderr}`; a non-zero exit throws with the host, the
-    /// command, the code and the end of stderr.
+    /// Run a command: a string goes through the host's shell as you would type it, an array is
+    /// executed with each element as one argument (quoted safely on remote hosts). Returns
+    /// `#{code, stdout, stderr}`; a non-zero exit throws with the host, the command, the code and
+    /// the end of stderr.
     ///
     /// ```rhai
     /// local().run("docker ps");
@@ -403,7 +786,8 @@ pub mod host_api {
 
     /// `run` with options: `check` (default true: throw on non-zero exit), `timeout` (seconds),
     /// `stdin` (a string fed to the command), `env` (a map), `cwd`, `sudo` (run through `sudo -n`),
-    /// `read_only` (not an effect: runs under `--dry-run` and is not journaled).
+    /// `read_only` (not an effect: runs under `--dry-run` and is not journaled). With `-v` the output
+    /// is shown live, each line prefixed with the host name.
     ///
     /// ```rhai
     /// let r = local().run("grep -c x /etc/hosts", #{check: false, timeout: 10});
@@ -421,23 +805,20 @@ pub mod host_api {
         Ok(h.run_command(&run, &cmd, &o)?)
     }
 
-    /// Write `content` to `path` as a whole, atomically (temp file + rename). An effect.
+    /// Write `content` to `path` as a whole, atomically (temp file + rename; an existing file keeps
+    /// its mode). An effect.
     ///
     /// ```rhai
-    /// local().write_file("/data/www/index.html", "v2\n");
+    /// h.write_file("/data/www/index.html", "v2\n");
     /// ```
     #[rhai_fn(return_raw)]
     pub fn write_file(ctx: NativeCallContext, h: &mut Host, path: &str, content: &str) -> Res<()> {
         let run = Run::of(&ctx);
-        let host = h.name();
         run.effect(
-            host,
+            h.name(),
             &format!("write {path}"),
             json!({"path": path, "bytes": content.len()}),
-            || {
-                write_atomic(Path::new(path), content.as_bytes())
-                    .map_err(|e| io_failure(host, "cannot write", path, e))
-            },
+            || h.put(&run, path, Input::Text(content.to_string())),
         )?;
         Ok(())
     }
@@ -445,19 +826,55 @@ pub mod host_api {
     /// The content of the file at `path`.
     #[rhai_fn(return_raw)]
     pub fn read_file(ctx: NativeCallContext, h: &mut Host, path: &str) -> Res<String> {
-        Run::of(&ctx).check_cancel(h.name())?;
-        std::fs::read_to_string(path)
-            .map_err(|e| io_failure(h.name(), "cannot read", path, e).into())
+        let run = Run::of(&ctx);
+        run.check_cancel(h.name())?;
+        match h.transport() {
+            Transport::Local => std::fs::read_to_string(path)
+                .map_err(|e| io_failure(h.name(), "cannot read", path, e).into()),
+            Transport::Ssh(_) => {
+                let out = h.probe(
+                    &run,
+                    &format!("cat -- {}", quote(path)),
+                    Input::Null,
+                    Sink::Capture,
+                )?;
+                check_file_op(h.name(), "cannot read", path, &out)?;
+                Ok(out.stdout)
+            }
+        }
     }
 
     /// Whether `path` exists.
     #[rhai_fn(return_raw)]
     pub fn exists(ctx: NativeCallContext, h: &mut Host, path: &str) -> Res<bool> {
-        Run::of(&ctx).check_cancel(h.name())?;
-        Ok(Path::new(path).exists())
+        let run = Run::of(&ctx);
+        run.check_cancel(h.name())?;
+        match h.transport() {
+            Transport::Local => Ok(Path::new(path).exists()),
+            Transport::Ssh(_) => {
+                let out = h.probe(
+                    &run,
+                    &format!("test -e {}", quote(path)),
+                    Input::Null,
+                    Sink::Capture,
+                )?;
+                match out.code {
+                    0 => Ok(true),
+                    1 => Ok(false),
+                    _ => Err(check_file_op(h.name(), "cannot check", path, &out)
+                        .unwrap_err()
+                        .into()),
+                }
+            }
+        }
     }
 
-    /// Copy the local file `local_path` to `remote_path` on the host (atomically). An effect.
+    /// Copy the local file `local_path` to `remote_path` on the host, streamed (large files do not
+    /// go through memory) and written atomically. An effect.
+    ///
+    /// ```rhai
+    /// h.upload("build/nginx", "/usr/sbin/nginx.new");
+    /// ```
     #[rhai_fn(return_raw)]
     pub fn upload(
         ctx: NativeCallContext,
@@ -466,27 +883,25 @@ pub mod host_api {
         remote_path: &str,
     ) -> Res<()> {
         let run = Run::of(&ctx);
-        let host = h.name();
+        if !Path::new(local_path).is_file() {
+            return Err(Failure::new(
+                "not_found",
+                "local",
+                format!("upload to {}: no local file {local_path}", h.name()),
+            )
+            .into());
+        }
         run.effect(
-            host,
+            h.name(),
             &format!("upload {local_path} to {remote_path}"),
             json!({"from": local_path, "to": remote_path}),
-            || {
-                copy_atomic(Path::new(local_path), Path::new(remote_path)).map_err(|e| {
-                    io_failure(
-                        host,
-                        &format!("cannot copy {local_path} to"),
-                        remote_path,
-                        e,
-                    )
-                })
-            },
+            || h.put(&run, remote_path, Input::File(PathBuf::from(local_path))),
         )?;
         Ok(())
     }
 
-    /// Copy `remote_path` on the host to the local file `local_path` (atomically). An effect: it
-    /// writes a local file.
+    /// Copy `remote_path` on the host to the local file `local_path`, streamed and written
+    /// atomically. An effect: it writes a local file.
     #[rhai_fn(return_raw)]
     pub fn download(
         ctx: NativeCallContext,
@@ -499,12 +914,27 @@ pub mod host_api {
         run.effect(
             "local",
             &format!("download {host}:{remote_path} to {local_path}"),
-            json!({"from": remote_path, "to": local_path}),
+            json!({"host": host, "from": remote_path, "to": local_path}),
             || {
-                copy_atomic(Path::new(remote_path), Path::new(local_path)).map_err(|e| {
+                with_temp_beside(Path::new(local_path), |tmp| match h.transport() {
+                    Transport::Local => std::fs::copy(remote_path, tmp).map(|_| ()),
+                    Transport::Ssh(_) => {
+                        let out = h
+                            .probe(
+                                &run,
+                                &format!("cat -- {}", quote(remote_path)),
+                                Input::Null,
+                                Sink::File(tmp.to_path_buf()),
+                            )
+                            .map_err(|f| std::io::Error::other(f.message))?;
+                        check_file_op(host, "cannot read", remote_path, &out)
+                            .map_err(|f| std::io::Error::other(f.message))
+                    }
+                })
+                .map_err(|e| {
                     io_failure(
                         host,
-                        &format!("cannot copy {remote_path} to"),
+                        &format!("cannot download {remote_path} to"),
                         local_path,
                         e,
                     )
@@ -513,4 +943,76 @@ pub mod host_api {
         )?;
         Ok(())
     }
+
+    /// The hosts of an inventory group (or the one host of that name) from `-i FILE`, filtered by
+    /// `--limit`. Each is a host handle with `.name` and `.vars`.
+    ///
+    /// ```rhai
+    /// parallel(hosts("web"), 5, |h| h.run("uptime").stdout);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn hosts(ctx: NativeCallContext, group: &str) -> Res<Array> {
+        let run = Run::of(&ctx);
+        let inv = run.config.inventory.as_ref().ok_or_else(|| {
+            Failure::usage(
+                format!("hosts {group}"),
+                format!("hosts(\"{group}\"): no inventory; pass one with -i FILE"),
+            )
+        })?;
+        Ok(inv
+            .select(group, run.config.limit.as_deref())?
+            .into_iter()
+            .map(Dynamic::from)
+            .collect())
+    }
+
+    /// Every host of the inventory, filtered by `--limit`.
+    #[rhai_fn(name = "hosts", return_raw)]
+    pub fn all_hosts(ctx: NativeCallContext) -> Res<Array> {
+        hosts(ctx, "all")
+    }
+}
+
+/// Apply the options of `ssh(host, #{...})` (and of inventory entries) to a target.
+pub fn apply_ssh_options(target: &mut SshTarget, options: Map, spec: &str) -> Result<(), Failure> {
+    use crate::prims::ssh::HostKeyCheck;
+    let o = Opts::new(
+        options,
+        &[
+            "user",
+            "port",
+            "key",
+            "known_hosts",
+            "known_hosts_file",
+            "connect_timeout",
+            "jump",
+        ],
+        spec,
+    )?;
+    if let Some(u) = o.string("user")? {
+        target.user = Some(u);
+    }
+    if let Some(p) = o.int("port")? {
+        target.port = Some(
+            u16::try_from(p)
+                .map_err(|_| Failure::usage(spec, format!("{spec}: port {p} is out of range")))?,
+        );
+    }
+    if let Some(k) = o.string("key")? {
+        target.key = Some(PathBuf::from(k));
+    }
+    if let Some(k) = o.string("known_hosts")? {
+        target.known_hosts = HostKeyCheck::parse(&k, spec)?;
+    }
+    if let Some(f) = o.string("known_hosts_file")? {
+        target.known_hosts_file = Some(PathBuf::from(f));
+    }
+    target.connect_timeout = o.secs("connect_timeout")?.or(target.connect_timeout);
+    if let Some(j) = o.get("jump") {
+        target.jump = match j.read_lock::<Array>() {
+            Some(a) => a.iter().map(|x| x.to_string()).collect(),
+            None => vec![j.to_string()],
+        };
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ use crate::error::Failure;
 pub mod flow;
 pub mod host;
 pub mod http;
+pub mod ssh;
 
 /// Every domain's module, by the name `runner doc MODULE` takes.
 pub fn modules() -> Vec<(&'static str, Module)> {

@@ -1,0 +1,284 @@
+//! SSH transport: one multiplexed connection (an OpenSSH ControlMaster, driven by the `openssh`
+//! crate's native mux client) per host and option set, shared by every command of the run, with a
+//! bounded number of concurrent sessions. Control sockets live in a private directory of the run;
+//! every master is told to exit when the run ends, however it ends.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
+use tokio::sync::Semaphore;
+
+use crate::error::Failure;
+
+/// Concurrent commands per connection: below sshd's default MaxSessions (10).
+pub const SESSIONS_PER_HOST: usize = 8;
+
+/// How the server's host key is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostKeyCheck {
+    /// The key must already be in known_hosts (the default).
+    #[default]
+    Strict,
+    /// Unknown hosts are added; a changed key is still refused.
+    AcceptNew,
+    /// No check at all.
+    Off,
+}
+
+impl HostKeyCheck {
+    pub fn parse(s: &str, target: &str) -> Result<Self, Failure> {
+        match s {
+            "strict" | "yes" => Ok(HostKeyCheck::Strict),
+            "accept-new" => Ok(HostKeyCheck::AcceptNew),
+            "off" | "no" => Ok(HostKeyCheck::Off),
+            other => Err(Failure::usage(target, format!("{target}: known_hosts must be \"strict\", \"accept-new\" or \"off\", not \"{other}\""))),
+        }
+    }
+}
+
+/// Where and how to connect: everything that makes two connections different.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SshTarget {
+    pub address: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub key: Option<PathBuf>,
+    pub known_hosts: HostKeyCheck,
+    pub known_hosts_file: Option<PathBuf>,
+    pub connect_timeout: Option<Duration>,
+    pub jump: Vec<String>,
+}
+
+impl SshTarget {
+    /// Parse `user@host:port` (`[v6]:port` for IPv6 literals).
+    pub fn parse(spec: &str) -> Result<Self, Failure> {
+        let bad = || {
+            Failure::usage(
+                spec,
+                format!("ssh: cannot parse host \"{spec}\"; expected [user@]host[:port]"),
+            )
+        };
+        let (user, rest) = match spec.rsplit_once('@') {
+            Some((u, r)) if !u.is_empty() => (Some(u.to_string()), r),
+            Some(_) => return Err(bad()),
+            None => (None, spec),
+        };
+        let (address, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (addr, after) = v6.split_once(']').ok_or_else(bad)?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p.parse::<u16>().map_err(|_| bad())?),
+                None if after.is_empty() => None,
+                None => return Err(bad()),
+            };
+            (addr.to_string(), port)
+        } else if rest.matches(':').count() == 1 {
+            let (a, p) = rest.split_once(':').unwrap();
+            (a.to_string(), Some(p.parse::<u16>().map_err(|_| bad())?))
+        } else {
+            (rest.to_string(), None)
+        };
+        if address.is_empty() || address.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(bad());
+        }
+        Ok(SshTarget {
+            address,
+            user,
+            port,
+            ..Default::default()
+        })
+    }
+
+    /// `user@address:port` as shown in messages.
+    pub fn display(&self) -> String {
+        let mut s = String::new();
+        if let Some(u) = &self.user {
+            s.push_str(u);
+            s.push('@');
+        }
+        s.push_str(&self.address);
+        if let Some(p) = self.port {
+            s.push_str(&format!(":{p}"));
+        }
+        s
+    }
+
+    fn builder(&self, control_dir: &std::path::Path) -> SessionBuilder {
+        let mut b = SessionBuilder::default();
+        b.control_directory(control_dir)
+            // A safety net if runner is killed outright: an idle master exits by itself.
+            .control_persist(ControlPersist::IdleFor(
+                std::num::NonZeroUsize::new(300).unwrap(),
+            ))
+            .known_hosts_check(match self.known_hosts {
+                HostKeyCheck::Strict => KnownHosts::Strict,
+                HostKeyCheck::AcceptNew => KnownHosts::Add,
+                HostKeyCheck::Off => KnownHosts::Accept,
+            })
+            .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(10)))
+            .server_alive_interval(Duration::from_secs(15));
+        if let Some(u) = &self.user {
+            b.user(u.clone());
+        }
+        if let Some(p) = self.port {
+            b.port(p);
+        }
+        if let Some(k) = &self.key {
+            b.keyfile(expand_home(k));
+        }
+        if let Some(f) = &self.known_hosts_file {
+            b.user_known_hosts_file(expand_home(f));
+        } else if self.known_hosts == HostKeyCheck::Off {
+            b.user_known_hosts_file("/dev/null");
+        }
+        if !self.jump.is_empty() {
+            b.jump_hosts(&self.jump);
+        }
+        b
+    }
+}
+
+/// `~/x` -> `$HOME/x`.
+pub fn expand_home(p: &std::path::Path) -> PathBuf {
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// One live connection.
+pub struct Connection {
+    pub session: Session,
+    /// Bounds concurrent commands on this connection.
+    pub slots: Semaphore,
+}
+
+/// The run's connections, by target.
+#[derive(Default)]
+pub struct Pool {
+    control_dir: OnceLock<tempfile::TempDir>,
+    conns: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
+    /// Control sockets of every master opened, for closing them even while commands hold a connection.
+    sockets: Mutex<Vec<PathBuf>>,
+}
+
+impl Pool {
+    /// A private, short control directory (mode 0700: tempfile's default) for this run's sockets.
+    fn control_dir(&self) -> Result<&std::path::Path, Failure> {
+        if self.control_dir.get().is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix("runner-ssh-")
+                .tempdir_in("/tmp")
+                .map_err(|e| {
+                    Failure::new(
+                        "ssh",
+                        "ssh",
+                        format!("cannot create the ssh control directory: {e}"),
+                    )
+                })?;
+            let _ = self.control_dir.set(dir);
+        }
+        Ok(self.control_dir.get().unwrap().path())
+    }
+
+    /// The connection for `target`, opening it on first use.
+    pub async fn connect(
+        &self,
+        name: &str,
+        target: &SshTarget,
+    ) -> Result<Arc<Connection>, Failure> {
+        let key = format!("{target:?}");
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(&key) {
+            return Ok(c.clone());
+        }
+        let dir = self.control_dir()?.to_path_buf();
+        let session = target
+            .builder(&dir)
+            .connect_mux(&target.address)
+            .await
+            .map_err(|e| connect_failure(name, target, &e))?;
+        self.sockets
+            .lock()
+            .unwrap()
+            .push(session.control_socket().to_path_buf());
+        let conn = Arc::new(Connection {
+            session,
+            slots: Semaphore::new(SESSIONS_PER_HOST),
+        });
+        conns.insert(key, conn.clone());
+        Ok(conn)
+    }
+
+    /// Forget a connection that failed, so the next command opens a new one.
+    pub async fn forget(&self, target: &SshTarget) {
+        self.conns.lock().await.remove(&format!("{target:?}"));
+    }
+
+    /// Tell every master to exit and remove the control directory. Safe to call more than once.
+    pub fn close_all(&self) {
+        let sockets = std::mem::take(&mut *self.sockets.lock().unwrap());
+        for sock in sockets {
+            let _ = std::process::Command::new("ssh")
+                .arg("-S")
+                .arg(&sock)
+                .args(["-O", "exit", "runner-master"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        if let Some(dir) = self.control_dir.get() {
+            let _ = std::fs::remove_dir_all(dir.path());
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.close_all();
+    }
+}
+
+/// A connection error, classified from what ssh said.
+fn connect_failure(name: &str, target: &SshTarget, e: &openssh::Error) -> Failure {
+    let mut text = e.to_string();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        text = s.to_string();
+        src = s.source();
+    }
+    let text = text.trim().trim_start_matches("ssh: ").to_string();
+    let dest = target.display();
+    let (kind, what) = if text.contains("Connection refused") {
+        ("connection_refused", "connection refused".to_string())
+    } else if text.contains("timed out") {
+        ("connect_timeout", "connection timed out".to_string())
+    } else if text.contains("Permission denied")
+        || text.contains("Too many authentication failures")
+    {
+        ("auth", format!("authentication failed ({text})"))
+    } else if text.contains("Host key verification failed")
+        || text.contains("IDENTIFICATION HAS CHANGED")
+        || text.contains("host key")
+    {
+        (
+            "host_key",
+            format!(
+                "host key verification failed: the host's key is unknown or has changed ({text})"
+            ),
+        )
+    } else if text.contains("Could not resolve") {
+        ("resolve", format!("cannot resolve the host name ({text})"))
+    } else {
+        ("connection", text.clone())
+    };
+    let label = if name == dest {
+        dest.clone()
+    } else {
+        format!("{name} ({dest})")
+    };
+    Failure::new(kind, name, format!("{label}: ssh: {what}"))
+}

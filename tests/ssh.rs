@@ -1,0 +1,382 @@
+//! Remote hosts over SSH, against real sshd processes on 127.0.0.1 with their own keys.
+
+use crate::harness::*;
+
+/// Every ssh master of the run is gone once runner exits.
+fn assert_no_ssh_left(sshd: &Sshd) {
+    // `ssh -O exit` is asynchronous on the master's side: give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !sshd.client_processes().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        sshd.client_processes().is_empty(),
+        "ssh processes left behind: {:?}",
+        sshd.client_processes()
+    );
+}
+
+#[test]
+fn hundred_sequential_commands_reuse_one_connection() {
+    let sshd = Sshd::start();
+    Test::new()
+        .script(&format!("let h = {};\nfor i in 0..100 {{ h.run(\"true\"); }}\nprint(h.run(\"whoami\").stdout);\n", sshd.handle()))
+        .run()
+        .success()
+        .stdout_is("runner-test\n\n");
+    assert_eq!(sshd.accepted(), 1, "one connection for the whole run");
+    assert_no_ssh_left(&sshd);
+}
+
+#[test]
+fn array_argument_arrives_as_one_argv_element() {
+    let sshd = Sshd::start();
+    let marker = sshd.dir.path().join("pwned");
+    Test::new()
+        .script(&format!(
+            "let h = {};\nprint(h.run([\"printf\", \"%s|\", \"a b; touch {m}\", \"$HOME\", \"it's\"]).stdout);\n",
+            sshd.handle(),
+            m = marker.display()
+        ))
+        .run()
+        .success()
+        .stdout_is(&format!("a b; touch {}|$HOME|it's|\n", marker.display()));
+    assert!(
+        !marker.exists(),
+        "an argument was interpreted by the remote shell"
+    );
+}
+
+#[test]
+fn string_command_goes_through_the_remote_shell_with_options() {
+    let sshd = Sshd::start();
+    Test::new()
+        .script(&format!(
+            "let h = {};\nlet r = h.run(\"cat; echo $GREETING; pwd\", #{{stdin: \"piped\\n\", env: #{{GREETING: \"hi there\"}}, cwd: \"/tmp\"}});\nprint(r.stdout);\n",
+            sshd.handle()
+        ))
+        .run()
+        .success()
+        .stdout_is("piped\nhi there\n/tmp\n\n");
+}
+
+#[test]
+fn non_zero_exit_names_host_command_code_and_stderr() {
+    let sshd = Sshd::start();
+    Test::new()
+        .script(&format!(
+            "let h = {};\nh.run(\"echo oops >&2; exit 7\");\n",
+            sshd.handle()
+        ))
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "{}: `echo oops >&2; exit 7` exited with code 7",
+            sshd.spec()
+        ))
+        .stderr_has("oops");
+    assert_no_ssh_left(&sshd);
+}
+
+#[test]
+fn remote_command_not_found_is_its_own_error() {
+    let sshd = Sshd::start();
+    Test::new()
+        .script(&format!("let h = {};\ntry {{ h.run([\"no-such-program-xyz\"]) }} catch (e) {{ print(e.kind) }}\n", sshd.handle()))
+        .run()
+        .success()
+        .stdout_is("not_found\n");
+}
+
+#[test]
+fn command_timeout_names_the_host() {
+    let sshd = Sshd::start();
+    let out = Test::new()
+        .script(&format!(
+            "let h = {};\nh.run(\"sleep 20\", #{{timeout: 0.5}});\n",
+            sshd.handle()
+        ))
+        .run()
+        .code(1)
+        .stderr_has(&format!("{}: `sleep 20` timed out after 0.5s", sshd.spec()));
+    assert!(out.elapsed.as_secs() < 10);
+    assert_no_ssh_left(&sshd);
+}
+
+#[test]
+fn wrong_key_is_an_authentication_error() {
+    let sshd = Sshd::start();
+    let other = Sshd::start();
+    Test::new()
+        .script(&format!(
+            "ssh(\"{}\", #{{key: \"{}\", known_hosts_file: \"{}\"}}).run(\"true\");",
+            sshd.spec(),
+            other.key.display(),
+            sshd.known_hosts.display()
+        ))
+        .run()
+        .code(1)
+        .stderr_has(&format!("{}: ssh: authentication failed", sshd.spec()));
+    assert_no_ssh_left(&sshd);
+}
+
+#[test]
+fn closed_port_is_a_connection_refused_error() {
+    let port = free_port();
+    Test::new()
+        .script(&format!("try {{ ssh(\"{SSH_USER}@127.0.0.1:{port}\", #{{known_hosts: \"off\"}}).run(\"true\") }} catch (e) {{ print(e.kind); throw e; }}"))
+        .run()
+        .code(1)
+        .stdout_is("connection_refused\n")
+        .stderr_has(&format!("{SSH_USER}@127.0.0.1:{port}: ssh: connection refused"));
+    assert!(ssh_clients(port).is_empty());
+}
+
+#[test]
+fn unknown_host_key_is_refused_under_strict() {
+    let sshd = Sshd::start();
+    let empty = sshd.dir.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    Test::new()
+        .script(&format!(
+            "ssh(\"{}\", #{{key: \"{}\", known_hosts_file: \"{}\"}}).run(\"true\");",
+            sshd.spec(),
+            sshd.key.display(),
+            empty.display()
+        ))
+        .run()
+        .code(1)
+        .stderr_has("host key verification failed");
+    assert_eq!(
+        std::fs::read_to_string(&empty).unwrap(),
+        "",
+        "strict must not add the key"
+    );
+    // accept-new adds it and connects.
+    Test::new()
+        .script(&format!(
+            "print(ssh(\"{}\", #{{key: \"{}\", known_hosts_file: \"{}\", known_hosts: \"accept-new\"}}).run(\"echo in\").stdout);",
+            sshd.spec(),
+            sshd.key.display(),
+            empty.display()
+        ))
+        .run()
+        .success()
+        .stdout_is("in\n\n");
+    assert!(std::fs::read_to_string(&empty)
+        .unwrap()
+        .contains("ssh-ed25519"));
+    assert_no_ssh_left(&sshd);
+}
+
+#[test]
+fn files_write_read_exists_on_the_remote_host() {
+    let sshd = Sshd::start();
+    let dir = sshd.dir.path().join("www");
+    std::fs::create_dir(&dir).unwrap();
+    std::process::Command::new("chown")
+        .args([SSH_USER, dir.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let f = dir.join("index.html");
+    Test::new()
+        .script(&format!(
+            "let h = {};\nprint(h.exists(\"{f}\"));\nh.write_file(\"{f}\", \"v2 it's\\n\");\nprint(h.exists(\"{f}\"));\nprint(h.read_file(\"{f}\"));\nh.read_file(\"{f}.missing\");\n",
+            sshd.handle(),
+            f = f.display()
+        ))
+        .run()
+        .code(1)
+        .stdout_is("false\ntrue\nv2 it's\n\n")
+        .stderr_has(&format!("{}: cannot read {}.missing: ", sshd.spec(), f.display()))
+        .stderr_has("No such file");
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "v2 it's\n");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("runner"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn upload_and_download_of_50_mb_round_trip_byte_identical() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let data: Vec<u8> = (0..50_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(t.path().join("big"), &data).unwrap();
+    let remote = format!("/tmp/runner-upload-{}", sshd.port);
+    let out = t
+        .script(&format!("let h = {};\nh.upload(\"big\", \"{remote}\");\nh.download(\"{remote}\", \"back\");\nh.run([\"rm\", \"{remote}\"]);\n", sshd.handle()))
+        .run()
+        .success();
+    let back = std::fs::read(out.path("back")).unwrap();
+    assert!(
+        back == data,
+        "downloaded file differs ({} bytes, expected {})",
+        back.len(),
+        data.len()
+    );
+}
+
+#[test]
+fn dry_run_does_not_run_remote_commands_but_reads_still_work() {
+    let sshd = Sshd::start();
+    let marker = sshd.dir.path().join("touched");
+    Test::new()
+        .script(&format!(
+            "let h = {};\nh.run(\"touch {m}\");\nprint(h.run(\"echo read\", #{{read_only: true}}).stdout);\n",
+            sshd.handle(),
+            m = marker.display()
+        ))
+        .args(&["--dry-run"])
+        .run()
+        .success()
+        .stdout_is("read\n\n")
+        .stderr_has(&format!("would run `touch {}` on {}", marker.display(), sshd.spec()));
+    assert!(!marker.exists());
+}
+
+#[test]
+fn verbose_streams_remote_output_prefixed_with_the_host() {
+    let sshd = Sshd::start();
+    Test::new()
+        .script(&format!(
+            "let h = {};\nh.run(\"echo one; echo two\");\n",
+            sshd.handle()
+        ))
+        .args(&["-v"])
+        .run()
+        .success()
+        .stderr_has(&format!("{}: one", sshd.spec()))
+        .stderr_has(&format!("{}: two", sshd.spec()));
+}
+
+fn inventory_toml(a: &Sshd, b: &Sshd) -> String {
+    format!(
+        "[defaults]\nuser = \"{SSH_USER}\"\nknown_hosts = \"accept-new\"\nknown_hosts_file = \"{kh}\"\nregion = \"test\"\n\n\
+         [groups.web]\nhosts = [\"web1\", \"web2\"]\nvars = {{ backend = \"web_servers\" }}\n\n\
+         [hosts.web1]\naddress = \"127.0.0.1:{pa}\"\nkey = \"{ka}\"\nrole = \"first\"\n\n\
+         [hosts.web2]\naddress = \"127.0.0.1:{pb}\"\nkey = \"{kb}\"\nrole = \"second\"\n",
+        kh = a.dir.path().join("shared_known_hosts").display(),
+        pa = a.port,
+        pb = b.port,
+        ka = a.key.display(),
+        kb = b.key.display(),
+    )
+}
+
+#[test]
+fn parallel_over_two_inventory_hosts_and_limit_selects_one() {
+    let (a, b) = (Sshd::start(), Sshd::start());
+    let script = "let r = parallel(hosts(\"web\"), 5, |h| `${h.name} ${h.vars.role} ${h.vars.backend} ${h.vars.region} ` + h.run(\"whoami\").stdout.split(\"\\n\")[0]);\nfor x in r { print(x) }\n";
+    Test::new()
+        .file("inv.toml", &inventory_toml(&a, &b))
+        .script(script)
+        .args(&["-i", "inv.toml"])
+        .run()
+        .success()
+        .stdout_is(
+            "web1 first web_servers test runner-test\nweb2 second web_servers test runner-test\n",
+        );
+    Test::new()
+        .file("inv.toml", &inventory_toml(&a, &b))
+        .script(script)
+        .args(&["-i", "inv.toml", "--limit", "web*,!web1"])
+        .run()
+        .success()
+        .stdout_is("web2 second web_servers test runner-test\n");
+    assert_eq!(a.accepted() + b.accepted(), 3);
+    assert!(a.client_processes().is_empty() && b.client_processes().is_empty());
+}
+
+#[test]
+fn ansible_yaml_inventory_maps_ansible_variables() {
+    let (a, b) = (Sshd::start(), Sshd::start());
+    let yaml = format!(
+        "all:\n  vars:\n    ansible_user: {SSH_USER}\n    region: eu\n  children:\n    web:\n      vars:\n        backend: web_servers\n      hosts:\n        web1:\n          ansible_host: 127.0.0.1\n          ansible_port: {pa}\n          ansible_ssh_private_key_file: {ka}\n          known_hosts_file: {kha}\n        web2:\n          ansible_host: 127.0.0.1\n          ansible_port: {pb}\n          ansible_ssh_private_key_file: {kb}\n          known_hosts_file: {khb}\n    db:\n      hosts:\n        db1:\n          ansible_connection: local\n",
+        pa = a.port,
+        pb = b.port,
+        ka = a.key.display(),
+        kb = b.key.display(),
+        kha = a.known_hosts.display(),
+        khb = b.known_hosts.display(),
+    );
+    Test::new()
+        .file("inv.yml", &yaml)
+        .script("for h in hosts(\"web\") { print(`${h.name} ${h.vars.backend} ${h.vars.region} ` + h.run(\"whoami\").stdout.split(\"\\n\")[0]) }\nprint(hosts(\"db\")[0].run(\"echo local\").stdout.split(\"\\n\")[0]);\nprint(hosts().len());\n")
+        .args(&["-i", "inv.yml"])
+        .run()
+        .success()
+        .stdout_is("web1 web_servers eu runner-test\nweb2 web_servers eu runner-test\nlocal\n3\n");
+    Test::new()
+        .file("inv.yml", &yaml)
+        .args(&["hosts", "-i", "inv.yml", "--limit", "web,!web2"])
+        .run()
+        .success()
+        .stdout_has(&format!(
+            "web1\t{SSH_USER}@127.0.0.1:{}\tgroups=web",
+            a.port
+        ));
+}
+
+#[test]
+fn unknown_inventory_group_is_an_error_listing_the_groups() {
+    Test::new()
+        .file("inv.toml", "[groups.web]\nhosts = [\"a\"]\n")
+        .script("hosts(\"db\");")
+        .args(&["-i", "inv.toml"])
+        .run()
+        .code(1)
+        .stderr_has("no group or host `db` in inv.toml; groups: all, web");
+}
+
+#[test]
+fn bad_inventory_is_a_usage_error() {
+    Test::new()
+        .file("inv.toml", "[hosts.a]\nknown_hosts = \"sometimes\"\n")
+        .script("1;")
+        .args(&["-i", "inv.toml"])
+        .run()
+        .code(2)
+        .stderr_has("known_hosts must be");
+}
+
+#[test]
+fn sigint_during_a_remote_command_exits_130_and_leaves_no_ssh_process() {
+    let sshd = Sshd::start();
+    let (mut child, _dir) = Test::new()
+        .script(&format!(
+            "let h = {};\nstep(\"remote\");\nh.run(\"sleep 30\");\n",
+            sshd.handle()
+        ))
+        .spawn();
+    use std::io::Read;
+    let mut stderr = child.stderr.take().unwrap();
+    let mut buf = [0u8; 256];
+    let _ = stderr.read(&mut buf).unwrap();
+    // Wait until the connection is up and the command runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sshd.accepted() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert_no_ssh_left(&sshd);
+}
+
+#[test]
+fn remote_command_killed_by_a_signal_is_its_own_error() {
+    let sshd = Sshd::start();
+    Test::new()
+        .script(&format!("let h = {};\ntry {{ h.run(\"kill -9 $$\") }} catch (e) {{ print(e.kind); print(e.message) }}\n", sshd.handle()))
+        .run()
+        .success()
+        .stdout_is(&format!("signal\n{}: `kill -9 $$` was killed by a signal\n", sshd.spec()));
+}
