@@ -28,9 +28,28 @@ fi
 # A '!' (locked) password makes sshd without PAM refuse even key logins; '*' has no password but
 # is not locked.
 usermod -p '*' runner-test
+
+# The docker engine: the docker tests use the real one (no registry: they build their images with
+# `docker import`). Where no engine answers, install Debian's docker.io and start dockerd by hand.
+if ! docker info >/dev/null 2>&1; then
+    if ! command -v dockerd >/dev/null 2>&1; then
+        echo "setup: installing docker.io"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+    fi
+    if ! docker info >/dev/null 2>&1; then
+        echo "setup: starting dockerd"
+        nohup dockerd >/var/log/runner-dockerd.log 2>&1 &
+        for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+        docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start (see /var/log/runner-dockerd.log)" >&2; exit 1; }
+    fi
+fi
+# The SSH tests drive docker as the test user.
 if getent group docker >/dev/null 2>&1; then
     usermod -aG docker runner-test
 fi
+command -v tar >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq tar >/dev/null; }
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo is not installed; install the Rust toolchain (rustup) first" >&2

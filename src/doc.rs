@@ -102,8 +102,8 @@ fn native_entries(module: rhai::Module) -> Vec<Entry> {
                 let ty = f["params"][0]["type"].as_str().unwrap_or("value");
                 format!(
                     "{}.{prop} -> {}",
-                    ty.to_lowercase(),
-                    f["returnType"].as_str().unwrap_or("?")
+                    ty.trim_start_matches("&mut ").to_lowercase(),
+                    script_types(f["returnType"].as_str().unwrap_or("?"))
                 )
             }
             None => script_types(f["signature"].as_str().unwrap_or(name)),

@@ -3,6 +3,7 @@
 mod harness;
 
 mod cli;
+mod docker;
 mod flow;
 mod host;
 mod http;

@@ -7,6 +7,7 @@ use rhai::{Dynamic, Map, Module};
 
 use crate::error::Failure;
 
+pub mod docker;
 pub mod flow;
 pub mod host;
 pub mod http;
@@ -15,6 +16,7 @@ pub mod ssh;
 /// Every domain's module, by the name `runner doc MODULE` takes.
 pub fn modules() -> Vec<(&'static str, Module)> {
     vec![
+        ("docker", rhai::exported_module!(docker::docker_api)),
         ("flow", rhai::exported_module!(flow::flow_api)),
         ("host", rhai::exported_module!(host::host_api)),
         ("http", rhai::exported_module!(http::http_api)),
@@ -24,6 +26,7 @@ pub fn modules() -> Vec<(&'static str, Module)> {
 /// Register the custom types of every domain with their script names.
 pub fn register_types(engine: &mut rhai::Engine) {
     engine.register_type_with_name::<host::Host>("Host");
+    engine.register_type_with_name::<docker::Docker>("Docker");
 }
 
 /// A duration in seconds given by a script (int or float, or a numeric string from `--param`).

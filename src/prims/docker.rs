@@ -1,0 +1,1372 @@
+//! Docker on any host: containers as script objects. A `Docker` handle drives the docker CLI of its
+//! host (`local()` or an SSH host) through `Host::run_command`, so `sudo`, remote engines and docker
+//! contexts work as ops teams already use them. Output is read as JSON (`docker inspect`,
+//! `--format '{{json .}}'`), never scraped from tables; docker's error text is sorted into kinds a
+//! script can branch on (`docker_unreachable`, `image_missing`, `port_conflict`, `name_conflict`,
+//! `not_found`, `container_exited`, `unhealthy`).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use rhai::plugin::*;
+use rhai::{Array, Dynamic, Map};
+use serde_json::{json, Value};
+
+use crate::error::{fmt_secs, Failure};
+use crate::prims::host::{Command, Host, RunOpts};
+use crate::prims::Opts;
+use crate::run::Run;
+
+/// How long one docker command may take, unless the handle says otherwise.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a command that may download an image (`pull`, `run`) may take.
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+/// How many log lines a failure of `wait_healthy` quotes.
+const LOG_LINES: usize = 20;
+
+/// The docker engine of one host, driven through that host's docker CLI.
+#[derive(Clone)]
+pub struct Docker {
+    host: Host,
+    /// `docker --context NAME`.
+    context: Option<String>,
+    /// Run docker through `sudo -n`.
+    sudo: bool,
+    timeout: Duration,
+    pull_timeout: Duration,
+}
+
+impl fmt::Debug for Docker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Docker({})", self.host.name())
+    }
+}
+
+/// What one docker command printed.
+struct Reply {
+    code: i64,
+    stdout: String,
+    stderr: String,
+    /// The command as a user would type it.
+    shown: String,
+}
+
+impl Reply {
+    fn from_map(m: &Map, shown: String) -> Self {
+        let text = |k: &str| m.get(k).map(|v| v.to_string()).unwrap_or_default();
+        Reply {
+            code: m.get("code").and_then(|v| v.as_int().ok()).unwrap_or(-1),
+            stdout: text("stdout"),
+            stderr: text("stderr"),
+            shown,
+        }
+    }
+
+    /// Whether docker's error output contains `text` (case-insensitive).
+    fn says(&self, text: &str) -> bool {
+        self.stderr.to_ascii_lowercase().contains(text)
+    }
+
+    /// Docker's error in a few words: the meaningful lines of stderr, without the CLI's prefixes and
+    /// its "Run 'docker run --help'" hint.
+    fn said(&self) -> String {
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                !l.is_empty() && !l.starts_with("Run 'docker") && !l.starts_with("See 'docker")
+            })
+            .map(|l| l.strip_prefix("docker: ").unwrap_or(l))
+            .map(|l| l.strip_prefix("Error response from daemon: ").unwrap_or(l))
+            .collect();
+        let lines = &lines[lines.len().saturating_sub(4)..];
+        if lines.is_empty() {
+            format!("exit code {}, no error output", self.code)
+        } else {
+            lines.join("; ")
+        }
+    }
+}
+
+/// The docker operation a failure belongs to, for its message: `what` reads like
+/// "docker run web (image nginx:1.27)", `target` is the container (or image) acted on.
+struct Op {
+    what: String,
+    target: String,
+    /// The image the operation needs, when a missing image is a possible cause.
+    image: Option<String>,
+}
+
+impl Op {
+    fn container(what: impl Into<String>, name: &str) -> Self {
+        Op {
+            what: what.into(),
+            target: name.to_string(),
+            image: None,
+        }
+    }
+}
+
+/// Text docker prints when the registry cannot be reached at all.
+const NETWORK_TROUBLE: &[&str] = &[
+    "dial tcp",
+    "no such host",
+    "i/o timeout",
+    "connection refused",
+    "network is unreachable",
+    "tls handshake timeout",
+    "server misbehaving",
+    "temporary failure in name resolution",
+    "request canceled while waiting for connection",
+];
+
+/// Text docker prints when an image is neither on the host nor obtainable from the registry.
+const IMAGE_TROUBLE: &[&str] = &[
+    "no such image",
+    "unable to find image",
+    "pull access denied",
+    "manifest unknown",
+    "repository does not exist",
+    "not found: manifest",
+    "failed to resolve reference",
+];
+
+/// The address in docker's "port in use" error: "Bind for 0.0.0.0:80 failed: port is already
+/// allocated" or "listen tcp4 127.0.0.1:80: bind: address already in use".
+fn port_in(stderr: &str) -> Option<String> {
+    if let Some(i) = stderr.find("Bind for ") {
+        let rest = &stderr[i + "Bind for ".len()..];
+        return rest.find(" failed").map(|j| rest[..j].to_string());
+    }
+    for prefix in ["listen tcp4 ", "listen tcp6 ", "listen tcp "] {
+        if let Some(i) = stderr.find(prefix) {
+            let rest = &stderr[i + prefix.len()..];
+            return rest.find(": bind").map(|j| rest[..j].to_string());
+        }
+    }
+    None
+}
+
+/// The container holding a name, from "... is already in use by container \"9f3e...\"".
+fn holder_in(stderr: &str) -> Option<String> {
+    let marker = "in use by container \"";
+    let i = stderr.find(marker)?;
+    let id: String = stderr[i + marker.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .take(12)
+        .collect();
+    (!id.is_empty()).then_some(id)
+}
+
+/// A container name or id as docker accepts it; anything else (a leading `-` above all, which the
+/// CLI would read as an option) is refused before it is sent.
+fn check_name(name: &str, what: &str) -> Result<(), Failure> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::usage(
+            name,
+            format!("{what}: \"{name}\" is not a valid container name (letters, digits, `_`, `.` and `-`, starting with a letter or digit)"),
+        ))
+    }
+}
+
+fn check_image(image: &str, what: &str) -> Result<(), Failure> {
+    if image.is_empty() || image.starts_with('-') || image.chars().any(char::is_whitespace) {
+        Err(Failure::usage(
+            image,
+            format!("{what}: \"{image}\" is not a valid image reference"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The command of `exec`: a string runs through `sh -c` in the container, an array is the argv.
+fn exec_argv(command: &Dynamic, name: &str) -> Result<Vec<String>, Failure> {
+    let argv: Vec<String> = if let Some(a) = command.read_lock::<Array>() {
+        a.iter().map(|x| x.to_string()).collect()
+    } else if command.is_string() {
+        let s = command.to_string();
+        if s.trim().is_empty() {
+            Vec::new()
+        } else {
+            vec!["sh".into(), "-c".into(), s]
+        }
+    } else {
+        return Err(Failure::usage(
+            name,
+            format!(
+                "docker exec {name}: the command must be a string or an array, not {}",
+                command.type_name()
+            ),
+        ));
+    };
+    if argv.is_empty() {
+        return Err(Failure::usage(
+            name,
+            format!("docker exec {name}: the command is empty"),
+        ));
+    }
+    Ok(argv)
+}
+
+/// A duration as docker's Go parser reads it.
+fn go_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis().max(1))
+    }
+}
+
+/// A JSON value from docker as a script value: objects are maps, arrays are arrays.
+fn to_dynamic(v: Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => b.into(),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i.into(),
+            None => n.as_f64().unwrap_or(f64::NAN).into(),
+        },
+        Value::String(s) => s.into(),
+        Value::Array(a) => Dynamic::from_array(a.into_iter().map(to_dynamic).collect()),
+        Value::Object(o) => Dynamic::from_map(
+            o.into_iter()
+                .map(|(k, v)| (k.into(), to_dynamic(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// A list option: an array (each element as a string) or a single string.
+fn list(o: &Opts, key: &str, target: &str) -> Result<Vec<String>, Failure> {
+    match o.get(key) {
+        None => Ok(Vec::new()),
+        Some(v) => {
+            if let Some(a) = v.read_lock::<Array>() {
+                Ok(a.iter().map(|x| x.to_string()).collect())
+            } else if v.is_string() || v.is_int() {
+                Ok(vec![v.to_string()])
+            } else {
+                Err(wrong(target, key, "an array of strings", v.type_name()))
+            }
+        }
+    }
+}
+
+/// `KEY=VALUE` pairs: a map, or an array of `"KEY=VALUE"` strings.
+fn pairs(o: &Opts, key: &str, target: &str) -> Result<Vec<String>, Failure> {
+    match o.get(key) {
+        Some(v) if v.is_map() => {
+            let m = v.read_lock::<Map>().expect("a map");
+            Ok(m.iter().map(|(k, v)| format!("{k}={v}")).collect())
+        }
+        Some(v) if !v.is_array() => Err(wrong(target, key, "a map", v.type_name())),
+        _ => list(o, key, target),
+    }
+}
+
+fn wrong(target: &str, key: &str, expected: &str, got: &str) -> Failure {
+    Failure::usage(
+        target,
+        format!("{target}: option `{key}` must be {expected}, not {got}"),
+    )
+}
+
+/// `pull`: true / "missing" (docker's default), false / "never", or "always".
+fn pull_policy(v: &Dynamic, target: &str) -> Result<&'static str, Failure> {
+    if let Ok(b) = v.as_bool() {
+        return Ok(if b { "missing" } else { "never" });
+    }
+    match v.to_string().as_str() {
+        "missing" => Ok("missing"),
+        "never" => Ok("never"),
+        "always" => Ok("always"),
+        other => Err(Failure::usage(
+            target,
+            format!("{target}: option `pull` must be true, false, \"missing\", \"never\" or \"always\", not {other:?}"),
+        )),
+    }
+}
+
+/// The container `run(spec)` creates: its name, image and `docker create` arguments.
+struct RunSpec {
+    name: Option<String>,
+    image: String,
+    args: Vec<String>,
+}
+
+const RUN_KEYS: &[&str] = &[
+    "image",
+    "name",
+    "ports",
+    "volumes",
+    "env",
+    "labels",
+    "network",
+    "restart",
+    "health_cmd",
+    "health_interval",
+    "health_timeout",
+    "health_retries",
+    "health_start_period",
+    "pull",
+    "cmd",
+    "args",
+];
+
+impl RunSpec {
+    fn parse(spec: Map) -> Result<Self, Failure> {
+        let target = "docker run";
+        let o = Opts::new(spec, RUN_KEYS, target)?;
+        let image = o.string("image")?.ok_or_else(|| {
+            Failure::usage(target, "docker run: the spec needs an `image`".to_string())
+        })?;
+        check_image(&image, target)?;
+        let name = o.string("name")?;
+        let mut args = vec!["create".to_string()];
+        if let Some(n) = &name {
+            check_name(n, target)?;
+            args.extend(["--name".into(), n.clone()]);
+        }
+        let mut flag = |f: &str, values: Vec<String>| {
+            for v in values {
+                args.extend([f.to_string(), v]);
+            }
+        };
+        flag("--publish", list(&o, "ports", target)?);
+        flag("--volume", list(&o, "volumes", target)?);
+        flag("--env", pairs(&o, "env", target)?);
+        flag("--label", pairs(&o, "labels", target)?);
+        flag("--network", o.string("network")?.into_iter().collect());
+        flag("--restart", o.string("restart")?.into_iter().collect());
+        flag(
+            "--health-cmd",
+            o.string("health_cmd")?.into_iter().collect(),
+        );
+        for (key, f) in [
+            ("health_interval", "--health-interval"),
+            ("health_timeout", "--health-timeout"),
+            ("health_start_period", "--health-start-period"),
+        ] {
+            flag(f, o.secs(key)?.map(go_duration).into_iter().collect());
+        }
+        flag(
+            "--health-retries",
+            o.int("health_retries")?
+                .map(|n| n.to_string())
+                .into_iter()
+                .collect(),
+        );
+        if let Some(p) = o.get("pull") {
+            flag("--pull", vec![pull_policy(p, target)?.to_string()]);
+        }
+        args.extend(list(&o, "args", target)?);
+        args.push(image.clone());
+        match o.get("cmd") {
+            Some(c) if c.is_string() => {
+                let text = c.to_string();
+                args.extend(shlex::split(&text).ok_or_else(|| {
+                    Failure::usage(
+                        target,
+                        format!("docker run: cannot split `cmd` {text:?} into words (unbalanced quotes?)"),
+                    )
+                })?);
+            }
+            _ => args.extend(list(&o, "cmd", target)?),
+        }
+        Ok(RunSpec { name, image, args })
+    }
+
+    /// "docker run web (image nginx:1.27)": the action journaled and shown.
+    fn action(&self) -> String {
+        match &self.name {
+            Some(n) => format!("docker run {n} (image {})", self.image),
+            None => format!("docker run (image {})", self.image),
+        }
+    }
+}
+
+impl Docker {
+    /// The docker engine of `host`, with default options.
+    pub fn new(host: Host) -> Self {
+        Docker {
+            host,
+            context: None,
+            sudo: false,
+            timeout: COMMAND_TIMEOUT,
+            pull_timeout: PULL_TIMEOUT,
+        }
+    }
+
+    /// The docker engine of `host`, with the options of `docker(#{...})`.
+    fn with_options(host: Host, options: Map) -> Result<Self, Failure> {
+        let target = format!("docker on {}", host.name());
+        let o = Opts::new(
+            options,
+            &["sudo", "context", "timeout", "pull_timeout"],
+            &target,
+        )?;
+        Ok(Docker {
+            context: o.string("context")?,
+            sudo: o.bool("sudo", false)?,
+            timeout: o.secs("timeout")?.unwrap_or(COMMAND_TIMEOUT),
+            pull_timeout: o.secs("pull_timeout")?.unwrap_or(PULL_TIMEOUT),
+            host,
+        })
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    fn host_name(&self) -> &str {
+        self.host.name()
+    }
+
+    /// Run `docker ARGS...` on the host and return what it printed, whatever its exit code. Not an
+    /// effect by itself: read-only commands call it directly, changes call it inside `change`, so
+    /// each docker change is journaled once, as a docker action.
+    fn cli(
+        &self,
+        run: &Run,
+        args: &[String],
+        timeout: Duration,
+        stdin: Option<String>,
+    ) -> Result<Reply, Failure> {
+        let mut argv = vec!["docker".to_string()];
+        if let Some(c) = &self.context {
+            argv.extend(["--context".into(), c.clone()]);
+        }
+        argv.extend(args.iter().cloned());
+        let cmd = Command::Argv(argv);
+        let mut o = RunOpts::parse(Map::new(), self.host_name())?;
+        o.check = false;
+        o.read_only = true;
+        o.sudo = self.sudo;
+        o.timeout = Some(timeout);
+        o.stdin = stdin;
+        let m = self.host.run_command(run, &cmd, &o)?;
+        Ok(Reply::from_map(&m, cmd.display()))
+    }
+
+    /// `cli` for a command that must succeed; a failure is classified.
+    fn cli_ok(&self, run: &Run, args: &[String], op: &Op) -> Result<Reply, Failure> {
+        let r = self.cli(run, args, self.timeout, None)?;
+        if r.code == 0 {
+            Ok(r)
+        } else {
+            Err(self.failure(op, &r))
+        }
+    }
+
+    /// A change on this host, through the effect gate: skipped under `--dry-run`, journaled once.
+    fn change<T>(
+        &self,
+        run: &Run,
+        action: &str,
+        details: Value,
+        op: impl FnOnce() -> Result<T, Failure>,
+    ) -> Result<Option<T>, Failure> {
+        run.effect(self.host_name(), action, details, op)
+    }
+
+    /// Docker's error output, sorted into a failure a script can branch on (`kind`) and a message
+    /// naming the host, the operation and what to do about it.
+    fn failure(&self, op: &Op, r: &Reply) -> Failure {
+        let host = self.host_name();
+        let said = r.said();
+        let (kind, why) = if r.code == 127 && !r.says("docker daemon") {
+            (
+                "docker_missing",
+                format!(
+                    "the docker command is not installed on {host} (or not on its PATH): {said}"
+                ),
+            )
+        } else if r.says("cannot connect to the docker daemon")
+            || r.says("is the docker daemon running")
+            || r.says("error during connect")
+            || (r.says("permission denied") && r.says("docker") && r.says(".sock"))
+        {
+            (
+                "docker_unreachable",
+                format!("the docker engine on {host} is not reachable ({said}); start dockerd, or check that this user may use it (docker(#{{sudo: true}}))"),
+            )
+        } else if r.says("is already in use by container") {
+            let holder = holder_in(&r.stderr)
+                .map(|id| format!(" by container {id}"))
+                .unwrap_or_default();
+            (
+                "name_conflict",
+                format!(
+                    "the name {} is already in use on {host}{holder}; remove that container first (rm) or choose another name",
+                    op.target
+                ),
+            )
+        } else if r.says("port is already allocated") || r.says("address already in use") {
+            let port = match port_in(&r.stderr) {
+                Some(p) => format!("port {p}"),
+                None => format!("a published port ({said})"),
+            };
+            (
+                "port_conflict",
+                format!("{port} is already in use on {host} (another container publishes it, or another program listens on it)"),
+            )
+        } else if let Some(image) = op.image.as_deref().filter(|_| {
+            IMAGE_TROUBLE
+                .iter()
+                .chain(NETWORK_TROUBLE)
+                .any(|t| r.says(t))
+        }) {
+            let why = if NETWORK_TROUBLE.iter().any(|t| r.says(t)) {
+                "no registry is reachable to pull it from"
+            } else if r.says("no such image") && !r.says("unable to find image") {
+                "pulling is off"
+            } else {
+                "the registry does not have it or refuses access"
+            };
+            (
+                "image_missing",
+                format!("image {image} is not present on {host}, and {why} ({said})"),
+            )
+        } else if r.says("no such container") {
+            ("not_found", "no such container".to_string())
+        } else {
+            (
+                "docker",
+                format!("`{}` exited with code {}: {said}", r.shown, r.code),
+            )
+        };
+        Failure::new(kind, &op.target, format!("{host}: {}: {why}", op.what))
+    }
+
+    /// `docker container inspect NAME` as JSON; None when there is no such container.
+    fn inspect_json(&self, run: &Run, name: &str) -> Result<Option<Value>, Failure> {
+        check_name(name, "docker inspect")?;
+        let op = Op::container(format!("docker inspect {name}"), name);
+        let r = self.cli(
+            run,
+            &["container".into(), "inspect".into(), name.into()],
+            self.timeout,
+            None,
+        )?;
+        if r.code != 0 {
+            return if r.says("no such container") {
+                Ok(None)
+            } else {
+                Err(self.failure(&op, &r))
+            };
+        }
+        let parsed: Value = serde_json::from_str(&r.stdout).map_err(|e| {
+            Failure::new(
+                "docker",
+                name,
+                format!(
+                    "{}: {}: docker printed something that is not JSON ({e})",
+                    self.host_name(),
+                    op.what
+                ),
+            )
+        })?;
+        Ok(match parsed {
+            Value::Array(mut a) if !a.is_empty() => Some(a.swap_remove(0)),
+            _ => None,
+        })
+    }
+
+    fn inspect(&self, run: &Run, name: &str) -> Result<Value, Failure> {
+        self.inspect_json(run, name)?.ok_or_else(|| {
+            Failure::new(
+                "not_found",
+                name,
+                format!(
+                    "{}: docker inspect {name}: no such container",
+                    self.host_name()
+                ),
+            )
+        })
+    }
+
+    /// Create and start a container. `docker create` + `docker start` rather than `docker run -d`:
+    /// the id is known before the start, so a container that cannot start (a port in use) is
+    /// removed instead of being left behind in the "created" state, holding its name.
+    fn run(&self, run: &Run, spec: RunSpec) -> Result<String, Failure> {
+        let op = Op {
+            what: spec.action(),
+            target: spec.name.clone().unwrap_or_else(|| spec.image.clone()),
+            image: Some(spec.image.clone()),
+        };
+        let details = json!({
+            "image": spec.image,
+            "name": spec.name,
+            "command": Command::Argv(
+                std::iter::once("docker".to_string()).chain(spec.args.iter().cloned()).collect()
+            ).display(),
+        });
+        let id = self.change(run, &spec.action(), details, || {
+            let created = self.cli(run, &spec.args, self.pull_timeout, None)?;
+            if created.code != 0 {
+                return Err(self.failure(&op, &created));
+            }
+            let id = created
+                .stdout
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            let started = self.cli(run, &["start".into(), id.clone()], self.timeout, None)?;
+            if started.code == 0 {
+                return Ok(id);
+            }
+            let mut f = self.failure(&op, &started);
+            match self.cli(
+                run,
+                &["rm".into(), "-f".into(), id.clone()],
+                self.timeout,
+                None,
+            ) {
+                Ok(r) if r.code == 0 => f
+                    .message
+                    .push_str("; the container could not start and was removed"),
+                Ok(r) => f.message.push_str(&format!(
+                    "; the container {} could not start, and removing it failed: {}",
+                    &id[..id.len().min(12)],
+                    r.said()
+                )),
+                Err(e) => f.message.push_str(&format!(
+                    "; the container {} could not start, and removing it failed: {}",
+                    &id[..id.len().min(12)],
+                    e.message
+                )),
+            }
+            Err(f)
+        })?;
+        Ok(id.unwrap_or_default())
+    }
+
+    /// `docker stop|start|restart NAME`, an effect. `grace`: seconds between SIGTERM and SIGKILL.
+    fn lifecycle(
+        &self,
+        run: &Run,
+        verb: &str,
+        name: &str,
+        grace: Option<Duration>,
+    ) -> Result<(), Failure> {
+        check_name(name, &format!("docker {verb}"))?;
+        let action = format!("docker {verb} {name}");
+        let op = Op::container(action.clone(), name);
+        let mut args = vec![verb.to_string()];
+        if let Some(g) = grace {
+            // docker takes whole seconds; round up so a grace period is never cut short.
+            args.extend(["--time".into(), g.as_secs_f64().ceil().to_string()]);
+        }
+        args.push(name.into());
+        let details = json!({"container": name, "grace": grace.map(|g| g.as_secs_f64())});
+        self.change(run, &action, details, || {
+            self.cli_ok(run, &args, &op).map(drop)
+        })?;
+        Ok(())
+    }
+
+    /// The container's last log lines, stdout then stderr, indented for a message.
+    fn last_logs(&self, run: &Run, name: &str) -> String {
+        let args = [
+            "logs".to_string(),
+            "--tail".into(),
+            LOG_LINES.to_string(),
+            name.into(),
+        ];
+        match self.cli(run, &args, self.timeout, None) {
+            Ok(r) if r.code == 0 => {
+                let text = format!("{}{}", r.stdout, r.stderr);
+                let lines: Vec<&str> = text.trim_end().lines().collect();
+                if lines.is_empty() {
+                    "; it logged nothing".into()
+                } else {
+                    format!("; its last log lines:\n    {}", lines.join("\n    "))
+                }
+            }
+            Ok(r) => format!("; its logs are not available: {}", r.said()),
+            Err(e) => format!("; its logs are not available: {}", e.message),
+        }
+    }
+
+    /// Wait until the container runs and, when it has a health check, reports healthy; without one,
+    /// until it has been seen running for `min_uptime`. A container that exits, restarts or turns
+    /// unhealthy fails at once, with its last log lines.
+    fn wait_healthy(
+        &self,
+        run: &Run,
+        name: &str,
+        timeout: Duration,
+        min_uptime: Duration,
+        interval: Duration,
+    ) -> Result<(), Failure> {
+        check_name(name, "wait_healthy")?;
+        let host = self.host_name();
+        let began = Instant::now();
+        // The start of the run being watched, the restart count then, and when it was first seen.
+        let mut first: Option<(String, i64, Instant)> = None;
+        let fail = |kind: &str, why: String| {
+            Failure::new(
+                kind,
+                name,
+                format!(
+                    "{host}: container {name} {why}{}",
+                    self.last_logs(run, name)
+                ),
+            )
+        };
+        let waited = run.poll(
+            host,
+            &format!("waiting for container {name} to become healthy"),
+            timeout,
+            interval,
+            || {
+                let Some(c) = self.inspect_json(run, name)? else {
+                    return Err(Failure::new(
+                        "not_found",
+                        name,
+                        format!("{host}: wait_healthy {name}: no such container"),
+                    ));
+                };
+                let state = &c["State"];
+                let status = state["Status"].as_str().unwrap_or("unknown");
+                let started = state["StartedAt"].as_str().unwrap_or("").to_string();
+                let restarts = c["RestartCount"].as_i64().unwrap_or(0);
+                let waited = fmt_secs((began.elapsed().as_secs_f64() * 10.0).round() / 10.0);
+                match status {
+                    "running" => {}
+                    "exited" | "dead" | "restarting" => {
+                        let code = state["ExitCode"].as_i64().unwrap_or(-1);
+                        let mut why = format!("exited with code {code}");
+                        if state["OOMKilled"].as_bool() == Some(true) {
+                            why.push_str(" (killed: out of memory)");
+                        }
+                        if let Some(err) = state["Error"].as_str().filter(|e| !e.is_empty()) {
+                            why.push_str(&format!(" ({err})"));
+                        }
+                        if status == "restarting" {
+                            why.push_str(" and is restarting under its restart policy");
+                        }
+                        return Err(fail(
+                            "container_exited",
+                            format!("{why} while waiting for it to become healthy ({waited} into the wait)"),
+                        ));
+                    }
+                    "created" => {
+                        return Err(fail(
+                            "not_running",
+                            "was created but never started (start it first)".into(),
+                        ))
+                    }
+                    other => {
+                        return Err(fail(
+                            "not_running",
+                            format!("is {other}, not running, while waiting for it to become healthy"),
+                        ))
+                    }
+                }
+                let (first_start, first_restarts, seen) =
+                    first.get_or_insert_with(|| (started.clone(), restarts, Instant::now()));
+                if restarts > *first_restarts {
+                    return Err(fail(
+                        "container_exited",
+                        format!(
+                            "restarted {} time(s) while waiting for it to become healthy",
+                            restarts - *first_restarts
+                        ),
+                    ));
+                }
+                if started != *first_start {
+                    *first_start = started;
+                    *seen = Instant::now();
+                }
+                let health = &state["Health"];
+                let last_check = health["Log"]
+                    .as_array()
+                    .and_then(|l| l.last())
+                    .map(|c| {
+                        format!(
+                            "exit code {}: {}",
+                            c["ExitCode"].as_i64().unwrap_or(-1),
+                            c["Output"].as_str().unwrap_or("").trim()
+                        )
+                    });
+                match health["Status"].as_str() {
+                    Some("healthy") => Ok(Ok(())),
+                    Some("unhealthy") => Err(fail(
+                        "unhealthy",
+                        format!(
+                            "is unhealthy: its health check failed {} time(s) in a row; last check: {}",
+                            health["FailingStreak"].as_i64().unwrap_or(0),
+                            last_check.unwrap_or_else(|| "none recorded".into())
+                        ),
+                    )),
+                    Some(s) => Ok(Err(match last_check {
+                        Some(c) => format!("running, health {s}, last check: {c}"),
+                        None => format!("running, health {s}"),
+                    })),
+                    None if seen.elapsed() >= min_uptime => Ok(Ok(())),
+                    None => Ok(Err(format!(
+                        "running (no health check) for less than {}",
+                        fmt_secs(min_uptime.as_secs_f64())
+                    ))),
+                }
+            },
+        );
+        waited.map_err(|e| match e.kind.as_str() {
+            "timeout" => Failure::new(
+                "timeout",
+                name,
+                format!("{}{}", e.message, self.last_logs(run, name)),
+            ),
+            _ => e,
+        })
+    }
+}
+
+#[export_module]
+pub mod docker_api {
+    use super::*;
+    use rhai::{EvalAltResult, NativeCallContext, INT};
+
+    type Res<T> = Result<T, Box<EvalAltResult>>;
+
+    /// The docker engine of this machine, driven through its `docker` command.
+    ///
+    /// ```rhai
+    /// let d = docker();
+    /// print(d.running("web"));
+    /// ```
+    #[rhai_fn(name = "docker")]
+    pub fn docker_local() -> Docker {
+        Docker::new(Host::local())
+    }
+
+    /// The docker engine of this machine, with options: `sudo` (run docker through `sudo -n`),
+    /// `context` (`docker --context NAME`), `timeout` (seconds one docker command may take, default
+    /// 120), `pull_timeout` (for commands that may download an image, default 600).
+    ///
+    /// ```rhai
+    /// let d = docker(#{sudo: true});
+    /// ```
+    #[rhai_fn(name = "docker", return_raw)]
+    pub fn docker_local_with(options: Map) -> Res<Docker> {
+        Ok(Docker::with_options(Host::local(), options)?)
+    }
+
+    /// The docker engine of host `h`, driven through the docker command on that host.
+    ///
+    /// ```rhai
+    /// let d = ssh("root@10.0.0.5").docker();
+    /// d.restart("web");
+    /// ```
+    #[rhai_fn(name = "docker", pure)]
+    pub fn docker_on(h: &mut Host) -> Docker {
+        Docker::new(h.clone())
+    }
+
+    /// The docker engine of host `h`, with the options of `docker(#{...})`.
+    ///
+    /// ```rhai
+    /// let d = ssh("10.0.0.5").docker(#{sudo: true, timeout: 60});
+    /// ```
+    #[rhai_fn(name = "docker", pure, return_raw)]
+    pub fn docker_on_with(h: &mut Host, options: Map) -> Res<Docker> {
+        Ok(Docker::with_options(h.clone(), options)?)
+    }
+
+    /// The host this docker engine is on.
+    #[rhai_fn(get = "host", pure)]
+    pub fn get_host(d: &mut Docker) -> Host {
+        d.host().clone()
+    }
+
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn to_string(d: &mut Docker) -> String {
+        format!("docker on {}", d.host_name())
+    }
+
+    /// Create and start a container (detached); returns its id ("" under `--dry-run`). The spec:
+    /// `image` (required), `name`, `ports` (`["127.0.0.1:8080:80"]`), `volumes`
+    /// (`["/data/www:/usr/share/nginx/html:ro"]`), `env` and `labels` (maps), `network`, `restart`
+    /// (`"unless-stopped"`), `health_cmd` with `health_interval`, `health_timeout`,
+    /// `health_start_period` (seconds) and `health_retries`, `pull` (true: when missing, docker's
+    /// default; false: never; "always"), `cmd` (the container's command: an array, or a string split
+    /// into words), `args` (extra `docker run` options, e.g. `["--memory", "512m"]`). An effect.
+    ///
+    /// Fails with `kind` `image_missing` (not on the host and not pullable), `port_conflict`,
+    /// `name_conflict` or `docker_unreachable`; a container that was created but could not start
+    /// is removed again, so it does not hold the name.
+    ///
+    /// ```rhai
+    /// let id = docker().run(#{image: "nginx:1.27", name: "web", ports: ["80:80"],
+    ///                         volumes: ["/data/www:/usr/share/nginx/html:ro"],
+    ///                         restart: "unless-stopped"});
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn run(ctx: NativeCallContext, d: &mut Docker, spec: Map) -> Res<String> {
+        let run = Run::of(&ctx);
+        Ok(d.run(&run, RunSpec::parse(spec)?)?)
+    }
+
+    /// The `docker create` command line `run(spec)` executes (then `docker start`), without running
+    /// anything: checks a spec before acting on it.
+    ///
+    /// ```rhai
+    /// print(docker().run_command(#{image: "nginx:1.27", name: "web", ports: ["80:80"]}));
+    /// ```
+    #[rhai_fn(return_raw, pure)]
+    pub fn run_command(d: &mut Docker, spec: Map) -> Res<String> {
+        let spec = RunSpec::parse(spec)?;
+        let mut argv = vec!["docker".to_string()];
+        if let Some(c) = &d.context {
+            argv.extend(["--context".into(), c.clone()]);
+        }
+        argv.extend(spec.args);
+        Ok(Command::Argv(argv).display())
+    }
+
+    /// Remove a container, running or not (`docker rm -f`). A container that does not exist is not
+    /// an error. An effect.
+    ///
+    /// ```rhai
+    /// docker().rm("web");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn rm(ctx: NativeCallContext, d: &mut Docker, name: &str) -> Res<()> {
+        let run = Run::of(&ctx);
+        check_name(name, "docker rm")?;
+        let action = format!("docker rm {name}");
+        let op = Op::container(action.clone(), name);
+        d.change(&run, &action, json!({"container": name}), || {
+            let r = d.cli(
+                &run,
+                &["rm".into(), "-f".into(), name.into()],
+                d.timeout,
+                None,
+            )?;
+            if r.code == 0 || r.says("no such container") {
+                Ok(())
+            } else {
+                Err(d.failure(&op, &r))
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Whether a container of that name (or id) exists, running or not.
+    ///
+    /// ```rhai
+    /// if docker().exists("web") { print("web is there") }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn exists(ctx: NativeCallContext, d: &mut Docker, name: &str) -> Res<bool> {
+        Ok(d.inspect_json(&Run::of(&ctx), name)?.is_some())
+    }
+
+    /// Whether the container exists and is running.
+    ///
+    /// ```rhai
+    /// if !docker().running("web") { docker().start("web") }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn running(ctx: NativeCallContext, d: &mut Docker, name: &str) -> Res<bool> {
+        Ok(d.inspect_json(&Run::of(&ctx), name)?
+            .is_some_and(|c| c["State"]["Running"].as_bool() == Some(true)))
+    }
+
+    /// `docker container inspect` of one container, as a map with docker's keys (`Id`, `Name`,
+    /// `State`, `Config`, `NetworkSettings`, ...). A missing container is an error (`not_found`).
+    ///
+    /// ```rhai
+    /// let c = docker().inspect("web");
+    /// print(`${c.Config.Image} ${c.State.Status}`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn inspect(ctx: NativeCallContext, d: &mut Docker, name: &str) -> Res<Map> {
+        let v = d.inspect(&Run::of(&ctx), name)?;
+        Ok(to_dynamic(v).try_cast::<Map>().unwrap_or_default())
+    }
+
+    /// Every container, running or not: one map per container with docker's `ps` keys (`ID`,
+    /// `Names`, `Image`, `State`, `Status`, `Ports`, `Labels`, ...).
+    ///
+    /// ```rhai
+    /// for c in docker().ps() { print(`${c.Names}: ${c.State}`) }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn ps(ctx: NativeCallContext, d: &mut Docker) -> Res<Array> {
+        ps_with(ctx, d, Map::new())
+    }
+
+    /// `ps` with options: `all` (default true: stopped containers too), `filter` (a docker filter
+    /// or an array of them, e.g. `"label=app=web"`, `"status=running"`).
+    ///
+    /// ```rhai
+    /// let web = docker().ps(#{filter: "label=app=web"});
+    /// ```
+    #[rhai_fn(name = "ps", return_raw)]
+    pub fn ps_with(ctx: NativeCallContext, d: &mut Docker, options: Map) -> Res<Array> {
+        let run = Run::of(&ctx);
+        let o = Opts::new(options, &["all", "filter"], "docker ps")?;
+        let mut args = vec!["ps".to_string(), "--no-trunc".into()];
+        if o.bool("all", true)? {
+            args.push("--all".into());
+        }
+        for f in list(&o, "filter", "docker ps")? {
+            args.extend(["--filter".into(), f]);
+        }
+        args.extend(["--format".into(), "{{json .}}".into()]);
+        let op = Op::container("docker ps", d.host_name());
+        let r = d.cli_ok(&run, &args, &op)?;
+        let mut out = Array::new();
+        for line in r.stdout.lines().filter(|l| !l.trim().is_empty()) {
+            let v: Value = serde_json::from_str(line).map_err(|e| {
+                Failure::new(
+                    "docker",
+                    d.host_name(),
+                    format!(
+                        "{}: docker ps printed a line that is not JSON ({e}): {line}",
+                        d.host_name()
+                    ),
+                )
+            })?;
+            out.push(to_dynamic(v));
+        }
+        Ok(out)
+    }
+
+    /// Stop a running container (`docker stop`: SIGTERM, then SIGKILL after the container's grace
+    /// period, 10 s unless it was created with `--stop-timeout`). An effect; a missing container is
+    /// an error (`not_found`).
+    ///
+    /// ```rhai
+    /// docker().stop("web");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn stop(ctx: NativeCallContext, d: &mut Docker, name: &str) -> Res<()> {
+        stop_with(ctx, d, name, Map::new())
+    }
+
+    /// `stop` with options: `grace` (seconds between SIGTERM and SIGKILL, `docker stop --time`).
+    ///
+    /// ```rhai
+    /// docker().stop("worker", #{grace: 60});
+    /// ```
+    #[rhai_fn(name = "stop", return_raw)]
+    pub fn stop_with(ctx: NativeCallContext, d: &mut Docker, name: &str, options: Map) -> Res<()> {
+        let grace = Opts::new(options, &["grace"], name)?.secs("grace")?;
+        Ok(d.lifecycle(&Run::of(&ctx), "stop", name, grace)?)
+    }
+
+    /// Start a stopped container. An effect.
+    ///
+    /// ```rhai
+    /// docker().start("web");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn start(ctx: NativeCallContext, d: &mut Docker, name: &str) -> Res<()> {
+        Ok(d.lifecycle(&Run::of(&ctx), "start", name, None)?)
+    }
+
+    /// Restart a container (stop as `stop` does, then start). An effect.
+    ///
+    /// ```rhai
+    /// docker().restart("web");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn restart(ctx: NativeCallContext, d: &mut Docker, name: &str) -> Res<()> {
+        restart_with(ctx, d, name, Map::new())
+    }
+
+    /// `restart` with options: `grace` (seconds between SIGTERM and SIGKILL).
+    ///
+    /// ```rhai
+    /// docker().restart("web", #{grace: 2});
+    /// ```
+    #[rhai_fn(name = "restart", return_raw)]
+    pub fn restart_with(
+        ctx: NativeCallContext,
+        d: &mut Docker,
+        name: &str,
+        options: Map,
+    ) -> Res<()> {
+        let grace = Opts::new(options, &["grace"], name)?.secs("grace")?;
+        Ok(d.lifecycle(&Run::of(&ctx), "restart", name, grace)?)
+    }
+
+    /// The container's whole log (its stdout, then its stderr).
+    ///
+    /// ```rhai
+    /// print(docker().logs("web"));
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn logs(ctx: NativeCallContext, d: &mut Docker, name: &str) -> Res<String> {
+        logs_with(ctx, d, name, Map::new())
+    }
+
+    /// `logs` with options: `tail` (the last N lines), `since` (seconds ago, or anything
+    /// `docker logs --since` takes, e.g. `"2024-05-01T10:00:00"`).
+    ///
+    /// ```rhai
+    /// print(docker().logs("web", #{tail: 50}));
+    /// ```
+    #[rhai_fn(name = "logs", return_raw)]
+    pub fn logs_with(
+        ctx: NativeCallContext,
+        d: &mut Docker,
+        name: &str,
+        options: Map,
+    ) -> Res<String> {
+        let run = Run::of(&ctx);
+        check_name(name, "docker logs")?;
+        let o = Opts::new(options, &["tail", "since"], name)?;
+        let mut args = vec!["logs".to_string()];
+        if let Some(n) = o.int("tail")? {
+            args.extend(["--tail".into(), n.to_string()]);
+        }
+        if let Some(since) = o.get("since") {
+            let since = if since.is_int() || since.is_float() {
+                go_duration(crate::prims::seconds(since, name, "since")?)
+            } else {
+                since.to_string()
+            };
+            args.extend(["--since".into(), since]);
+        }
+        args.push(name.into());
+        let op = Op::container(format!("docker logs {name}"), name);
+        let r = d.cli_ok(&run, &args, &op)?;
+        Ok(format!("{}{}", r.stdout, r.stderr))
+    }
+
+    /// Run a command in a running container: a string goes through `sh -c`, an array is executed
+    /// directly. Returns `#{code, stdout, stderr}`; a non-zero exit throws. An effect.
+    ///
+    /// ```rhai
+    /// docker().exec("web", ["nginx", "-s", "reload"]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn exec(ctx: NativeCallContext, d: &mut Docker, name: &str, command: Dynamic) -> Res<Map> {
+        exec_with(ctx, d, name, command, Map::new())
+    }
+
+    /// `exec` with options: `check` (default true: throw on a non-zero exit), `user`, `workdir`,
+    /// `env` (a map), `stdin` (a string fed to the command), `read_only` (not an effect: runs under
+    /// `--dry-run` and is not journaled).
+    ///
+    /// ```rhai
+    /// let r = docker().exec("web", "nginx -t", #{check: false, read_only: true});
+    /// if r.code != 0 { fail(r.stderr) }
+    /// ```
+    #[rhai_fn(name = "exec", return_raw)]
+    pub fn exec_with(
+        ctx: NativeCallContext,
+        d: &mut Docker,
+        name: &str,
+        command: Dynamic,
+        options: Map,
+    ) -> Res<Map> {
+        let run = Run::of(&ctx);
+        check_name(name, "docker exec")?;
+        let o = Opts::new(
+            options,
+            &["check", "user", "workdir", "env", "stdin", "read_only"],
+            name,
+        )?;
+        let cmd = exec_argv(&command, name)?;
+        let stdin = o.string("stdin")?;
+        let mut args = vec!["exec".to_string()];
+        if stdin.is_some() {
+            args.push("--interactive".into());
+        }
+        if let Some(u) = o.string("user")? {
+            args.extend(["--user".into(), u]);
+        }
+        if let Some(w) = o.string("workdir")? {
+            args.extend(["--workdir".into(), w]);
+        }
+        for e in pairs(&o, "env", name)? {
+            args.extend(["--env".into(), e]);
+        }
+        args.push(name.into());
+        let shown = Command::Argv(cmd.clone()).display();
+        args.extend(cmd);
+        let check = o.bool("check", true)?;
+        let action = format!("docker exec {name} `{shown}`");
+        let op = Op::container(action.clone(), name);
+        let exec = || -> Result<Map, Failure> {
+            let r = d.cli(&run, &args, d.timeout, stdin.clone())?;
+            // docker's own failures (no such container, not running, daemon errors) are not the
+            // command's exit code: they throw even with `check: false`.
+            if r.code != 0
+                && ((r.code == 127 && !r.says("oci runtime"))
+                    || r.says("error response from daemon")
+                    || r.says("no such container")
+                    || r.says("is not running")
+                    || r.says("cannot connect to the docker daemon"))
+            {
+                return Err(d.failure(&op, &r));
+            }
+            if check && r.code != 0 {
+                let tail: Vec<&str> = r.stderr.trim_end().lines().collect();
+                let tail = tail[tail.len().saturating_sub(5)..].join("\n");
+                return Err(Failure::new(
+                    "exit",
+                    name,
+                    format!(
+                        "{}: {action} exited with code {}{}",
+                        d.host_name(),
+                        r.code,
+                        if tail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(":\n{tail}")
+                        }
+                    ),
+                ));
+            }
+            let mut m = Map::new();
+            m.insert("code".into(), (r.code as INT).into());
+            m.insert("stdout".into(), r.stdout.into());
+            m.insert("stderr".into(), r.stderr.into());
+            Ok(m)
+        };
+        if o.bool("read_only", false)? {
+            run.check_cancel(d.host_name())?;
+            return Ok(exec()?);
+        }
+        let out = d.change(
+            &run,
+            &action,
+            json!({"container": name, "command": shown}),
+            exec,
+        )?;
+        Ok(out.unwrap_or_else(|| {
+            let mut m = Map::new();
+            m.insert("code".into(), (0 as INT).into());
+            m.insert("stdout".into(), "".into());
+            m.insert("stderr".into(), "".into());
+            m.insert("dry_run".into(), true.into());
+            m
+        }))
+    }
+
+    /// Pull an image from its registry. An effect; fails with `kind` `image_missing` when no
+    /// registry is reachable or the registry does not have the image.
+    ///
+    /// ```rhai
+    /// docker().pull("nginx:1.27");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn pull(ctx: NativeCallContext, d: &mut Docker, image: &str) -> Res<()> {
+        let run = Run::of(&ctx);
+        check_image(image, "docker pull")?;
+        let action = format!("docker pull {image}");
+        let op = Op {
+            what: action.clone(),
+            target: image.to_string(),
+            image: Some(image.to_string()),
+        };
+        d.change(&run, &action, json!({"image": image}), || {
+            let r = d.cli(
+                &run,
+                &["pull".into(), "--quiet".into(), image.into()],
+                d.pull_timeout,
+                None,
+            )?;
+            if r.code == 0 {
+                Ok(())
+            } else {
+                Err(d.failure(&op, &r))
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Whether the image is present on the host (no registry is asked).
+    ///
+    /// ```rhai
+    /// if !docker().image_exists("nginx:1.27") { docker().pull("nginx:1.27") }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn image_exists(ctx: NativeCallContext, d: &mut Docker, image: &str) -> Res<bool> {
+        let run = Run::of(&ctx);
+        check_image(image, "docker image inspect")?;
+        let r = d.cli(
+            &run,
+            &[
+                "image".into(),
+                "inspect".into(),
+                "--format".into(),
+                "{{.Id}}".into(),
+                image.into(),
+            ],
+            d.timeout,
+            None,
+        )?;
+        if r.code == 0 {
+            Ok(true)
+        } else if r.says("no such image") {
+            Ok(false)
+        } else {
+            let op = Op {
+                what: format!("docker image inspect {image}"),
+                target: image.to_string(),
+                image: None,
+            };
+            Err(d.failure(&op, &r).into())
+        }
+    }
+
+    /// Wait until the container is running and, when it has a health check, healthy; without a
+    /// health check, until it has been seen running for a second. A container that exits, restarts
+    /// or turns unhealthy fails at once (`kind` `container_exited` or `unhealthy`) with its last log
+    /// lines in the message; after `timeout` seconds, `kind` `timeout`.
+    ///
+    /// ```rhai
+    /// docker().wait_healthy("web", 30);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn wait_healthy(
+        ctx: NativeCallContext,
+        d: &mut Docker,
+        name: &str,
+        timeout: Dynamic,
+    ) -> Res<()> {
+        wait_healthy_with(ctx, d, name, timeout, Map::new())
+    }
+
+    /// `wait_healthy` with options: `min_uptime` (seconds a container without a health check must
+    /// be seen running, default 1), `interval` (seconds between checks, default 0.25).
+    ///
+    /// ```rhai
+    /// docker().wait_healthy("worker", 60, #{min_uptime: 5});
+    /// ```
+    #[rhai_fn(name = "wait_healthy", return_raw)]
+    pub fn wait_healthy_with(
+        ctx: NativeCallContext,
+        d: &mut Docker,
+        name: &str,
+        timeout: Dynamic,
+        options: Map,
+    ) -> Res<()> {
+        let run = Run::of(&ctx);
+        let timeout = crate::prims::seconds(&timeout, name, "the timeout")?;
+        let o = Opts::new(options, &["min_uptime", "interval"], name)?;
+        let min_uptime = o.secs("min_uptime")?.unwrap_or(Duration::from_secs(1));
+        let interval = o
+            .secs("interval")?
+            .unwrap_or(Duration::from_millis(250))
+            .max(Duration::from_millis(10));
+        Ok(d.wait_healthy(&run, name, timeout, min_uptime, interval)?)
+    }
+}

@@ -1,0 +1,580 @@
+//! Docker on the real engine of this machine. No registry is reachable from it, so the tests build
+//! their own web server image with `docker import` (busybox httpd serving a page that names its
+//! version), and any pull they provoke goes to a closed port on 127.0.0.1. Containers get unique
+//! names and are removed when the test ends, pass or fail.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::harness::*;
+
+/// The test image's repository; `:v1` and `:v2` serve "runner-test-httpd v1" / "v2".
+const IMAGE: &str = "runner-test-httpd";
+/// Changes whenever the recipe below changes, so a stale image is rebuilt.
+const RECIPE: &str = "busybox httpd -f -p 80 -h /www; /bin/sh -> busybox; recipe 1";
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker command runs")
+}
+
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The engine must be there. The project's machine has one, so its absence fails the docker tests,
+/// under CI=true and everywhere else: a silent skip would hide a regression.
+fn engine() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| match Command::new("docker").arg("info").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        Err(e) => Err(format!("cannot run docker: {e}")),
+    });
+    if let Err(why) = ready {
+        let ci = if std::env::var("CI").as_deref() == Ok("true") {
+            " (CI=true)"
+        } else {
+            ""
+        };
+        panic!("the docker engine is unavailable{ci}: `docker info` failed: {why}\nstart it (bash dev/setup.sh starts dockerd); the docker tests do not skip");
+    }
+}
+
+/// The test image `runner-test-httpd:VERSION` ("v1" or "v2"), built once per test run: a root
+/// filesystem holding the static busybox from busybox-static, brought in with `docker import`.
+/// An image already built from the same busybox and recipe is reused.
+fn image(version: &str) -> String {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    engine();
+    BUILT.get_or_init(|| {
+        let busybox = Path::new("/bin/busybox");
+        let bytes = std::fs::read(busybox)
+            .expect("/bin/busybox (the static busybox of busybox-static) is needed for the test image: apt-get install busybox-static");
+        let build = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (RECIPE, &bytes).hash(&mut h);
+            format!("{:016x}", h.finish())
+        };
+        // Other test processes may build at the same time: one at a time, the others reuse.
+        let lock = std::fs::File::create(std::env::temp_dir().join("runner-test-httpd.lock"))
+            .expect("a lock file in the temp dir");
+        lock.lock().expect("the image build lock");
+        for v in ["v1", "v2"] {
+            let tag = format!("{IMAGE}:{v}");
+            let have = docker(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{index .Config.Labels \"runner.test.build\"}}",
+                &tag,
+            ]);
+            if have.status.success() && String::from_utf8_lossy(&have.stdout).trim() == build {
+                continue;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("root");
+            std::fs::create_dir_all(root.join("bin")).unwrap();
+            std::fs::create_dir_all(root.join("www")).unwrap();
+            std::fs::write(root.join("bin/busybox"), &bytes).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                root.join("bin/busybox"),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
+            // Health commands run through /bin/sh -c.
+            std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+            std::fs::write(root.join("www/index.html"), format!("{IMAGE} {v}\n")).unwrap();
+            let tar = dir.path().join("rootfs.tar");
+            let status = Command::new("tar")
+                .arg("-C")
+                .arg(&root)
+                .arg("-cf")
+                .arg(&tar)
+                .arg(".")
+                .status()
+                .unwrap();
+            assert!(status.success(), "tar of the test image's root failed");
+            let _ = docker(&["rmi", &tag]);
+            docker_ok(&[
+                "import",
+                "--change",
+                r#"CMD ["/bin/busybox","httpd","-f","-p","80","-h","/www"]"#,
+                "--change",
+                &format!("LABEL runner.test.build={build}"),
+                tar.to_str().unwrap(),
+                &tag,
+            ]);
+        }
+    });
+    format!("{IMAGE}:{version}")
+}
+
+/// Container names unique to this test, removed (with `docker rm -f`) when the test ends.
+struct Containers(Vec<String>);
+
+impl Containers {
+    fn new(n: usize) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        Containers(
+            (0..n)
+                .map(|_| {
+                    format!(
+                        "runner-test-{}-{}-{nanos:x}",
+                        std::process::id(),
+                        NEXT.fetch_add(1, Ordering::SeqCst)
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.0[i]
+    }
+}
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        let mut args = vec!["rm", "-f"];
+        args.extend(self.0.iter().map(String::as_str));
+        let _ = docker(&args);
+    }
+}
+
+/// The state and image of a container, "absent" when there is none.
+fn state(name: &str) -> String {
+    let out = docker(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.Config.Image}}",
+        name,
+    ]);
+    if out.status.success() {
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    } else {
+        "absent".into()
+    }
+}
+
+/// A plain HTTP/1.0 GET of http://127.0.0.1:port/, retried for a few seconds while the published
+/// port comes up; returns the whole response.
+fn http_get(port: u16) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        });
+        match attempt {
+            Ok(r) if r.starts_with("HTTP/") => return r,
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => panic!("no HTTP answer on 127.0.0.1:{port}: {other:?}"),
+        }
+    }
+}
+
+/// An image reference whose registry is a closed port on 127.0.0.1: a pull fails at once, and
+/// nothing leaves this machine.
+fn unpullable_image() -> String {
+    format!("127.0.0.1:{}/runner-test-absent:v1", free_port())
+}
+
+#[test]
+fn run_with_a_published_port_and_a_bind_mounted_web_root_serves_the_mounted_page() {
+    let img = image("v1");
+    let c = Containers::new(1);
+    let name = c.name(0);
+    let port = free_port();
+    let t = Test::new().file("www/index.html", "the mounted page\n");
+    let www = t.path().join("www").display().to_string();
+    let out = t
+        .script(&format!(
+            r#"let d = docker();
+               let id = d.run(#{{image: "{img}", name: "{name}", ports: ["127.0.0.1:{port}:80"],
+                                 volumes: ["{www}:/www:ro"], labels: #{{"runner.test": "yes"}}}});
+               print(id.len());
+               print(wait_http("http://127.0.0.1:{port}/", #{{contains: "mounted", timeout: 10}}).body);
+               print(d.exists("{name}"));
+               print(d.running("{name}"));
+               let c = d.inspect("{name}");
+               print(c.Config.Image);
+               print(c.Id == id);
+               print(d.ps(#{{filter: "label=runner.test=yes"}}).filter(|p| p.Names == "{name}").len());
+            "#
+        ))
+        .args(&["--journal", "j.jsonl"])
+        .run()
+        .success()
+        .stdout_is(&format!(
+            "64\nthe mounted page\n\ntrue\ntrue\n{img}\ntrue\n1\n"
+        ));
+    assert!(http_get(port).contains("the mounted page"));
+    // One journal entry for the change, at the docker level (not the docker commands it ran).
+    let journal = journal_lines(&out.path("j.jsonl"));
+    assert_eq!(journal.len(), 1, "{journal:?}");
+    assert_eq!(
+        journal[0]["action"],
+        format!("docker run {name} (image {img})")
+    );
+    assert_eq!(journal[0]["target"], "local");
+    assert_eq!(journal[0]["outcome"], "ok");
+}
+
+#[test]
+fn redeploy_replaces_a_running_container_with_the_new_version() {
+    let (v1, v2) = (image("v1"), image("v2"));
+    let c = Containers::new(1);
+    let name = c.name(0);
+    let port = free_port();
+    Test::new()
+        .script(&format!(
+            r#"import "docker" as dk;
+               let d = docker();
+               let spec = #{{name: "{name}", ports: ["127.0.0.1:{port}:80"],
+                            health_cmd: "/bin/busybox wget -q -O- http://127.0.0.1/", health_interval: 0.2}};
+               spec.image = "{v1}";
+               let first = dk::redeploy(d, spec);
+               print(http_get("http://127.0.0.1:{port}/").body);
+               spec.image = "{v2}";
+               spec.timeout = 20;
+               let second = dk::redeploy(d, spec);
+               print(http_get("http://127.0.0.1:{port}/").body);
+               print(second != first);
+               print(d.exists(first));
+               print(d.inspect("{name}").State.Health.Status);
+            "#
+        ))
+        .run()
+        .success()
+        .stdout_is(&format!(
+            "{IMAGE} v1\n\n{IMAGE} v2\n\ntrue\nfalse\nhealthy\n"
+        ));
+    assert_eq!(state(name), format!("running {v2}"));
+    assert!(http_get(port).contains(&format!("{IMAGE} v2")));
+}
+
+#[test]
+fn wait_healthy_passes_once_the_health_command_succeeds() {
+    let img = image("v1");
+    let c = Containers::new(1);
+    let name = c.name(0);
+    Test::new()
+        .script(&format!(
+            r#"let d = docker();
+               d.run(#{{image: "{img}", name: "{name}",
+                        health_cmd: "/bin/busybox wget -q -O- http://127.0.0.1/", health_interval: 0.2}});
+               d.wait_healthy("{name}", 20);
+               print(d.inspect("{name}").State.Health.Status);
+            "#
+        ))
+        .run()
+        .success()
+        .stdout_is("healthy\n");
+}
+
+#[test]
+fn container_that_exits_at_once_fails_wait_healthy_within_a_second_with_its_logs() {
+    let img = image("v1");
+    let c = Containers::new(1);
+    let name = c.name(0);
+    Test::new()
+        .script(&format!(
+            r#"let d = docker();
+               d.run(#{{image: "{img}", name: "{name}",
+                        cmd: ["/bin/busybox", "sh", "-c", "echo cannot open /etc/app.conf >&2; exit 3"]}});
+               let t = timestamp();
+               try {{
+                   d.wait_healthy("{name}", 30);
+               }} catch (e) {{
+                   print(e.kind);
+                   print(t.elapsed < 1.0);
+                   throw e;
+               }}
+            "#
+        ))
+        .run()
+        .code(1)
+        .stdout_is("container_exited\ntrue\n")
+        .stderr_has(&format!("local: container {name} exited with code 3"))
+        .stderr_has("cannot open /etc/app.conf");
+}
+
+#[test]
+fn container_that_turns_unhealthy_fails_wait_healthy_before_the_timeout() {
+    let img = image("v1");
+    let c = Containers::new(1);
+    let name = c.name(0);
+    let out = Test::new()
+        .script(&format!(
+            r#"let d = docker();
+               d.run(#{{image: "{img}", name: "{name}", health_cmd: "echo backend down; exit 1",
+                        health_interval: 0.2, health_retries: 1}});
+               d.wait_healthy("{name}", 30);
+            "#
+        ))
+        .run()
+        .code(1)
+        .stderr_has(&format!("local: container {name} is unhealthy"))
+        .stderr_has("backend down");
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        out.elapsed
+    );
+}
+
+#[test]
+fn wait_healthy_times_out_saying_what_it_saw_last() {
+    let img = image("v1");
+    let c = Containers::new(1);
+    let name = c.name(0);
+    Test::new()
+        .script(&format!(
+            r#"let d = docker();
+               d.run(#{{image: "{img}", name: "{name}", health_cmd: "echo not yet; exit 1",
+                        health_interval: 0.2, health_start_period: 60}});
+               d.wait_healthy("{name}", 1);
+            "#
+        ))
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "local: waiting for container {name} to become healthy: still not done after 1s; last seen: running, health starting, last check: exit code 1: not yet"
+        ));
+}
+
+#[test]
+fn missing_image_is_a_clear_error_naming_host_container_and_image() {
+    let img = image("v1");
+    let c = Containers::new(1);
+    let name = c.name(0);
+    let absent = unpullable_image();
+    Test::new()
+        .script(&format!(
+            r#"let d = docker();
+               print(d.image_exists("{img}"));
+               print(d.image_exists("{absent}"));
+               try {{ d.pull("{absent}") }} catch (e) {{ print(e.kind); print(e.message) }}
+               try {{ d.run(#{{image: "runner-test-absent:v1", name: "{name}", pull: false}}) }} catch (e) {{ print(e.message) }}
+               d.run(#{{image: "{absent}", name: "{name}"}});
+            "#
+        ))
+        .run()
+        .code(1)
+        .stdout_has("true\nfalse\nimage_missing\n")
+        .stdout_has(&format!("local: docker pull {absent}: image {absent} is not present on local, and no registry is reachable to pull it from"))
+        .stdout_has(&format!("local: docker run {name} (image runner-test-absent:v1): image runner-test-absent:v1 is not present on local, and pulling is off"))
+        .stderr_has(&format!("local: docker run {name} (image {absent}): image {absent} is not present on local, and no registry is reachable to pull it from"));
+    assert_eq!(state(name), "absent");
+}
+
+#[test]
+fn port_conflict_is_a_clear_error_and_leaves_no_container_behind() {
+    let img = image("v1");
+    let c = Containers::new(3);
+    let (first, second, third) = (c.name(0), c.name(1), c.name(2));
+    let port = free_port();
+    // A program (not a container) holding a port.
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let held_port = held.local_addr().unwrap().port();
+    Test::new()
+        .script(&format!(
+            r#"let d = docker();
+               d.run(#{{image: "{img}", name: "{first}", ports: ["127.0.0.1:{port}:80"]}});
+               try {{ d.run(#{{image: "{img}", name: "{third}", ports: ["127.0.0.1:{held_port}:80"]}}) }}
+               catch (e) {{ print(e.kind); print(e.message) }}
+               d.run(#{{image: "{img}", name: "{second}", ports: ["127.0.0.1:{port}:80"]}});
+            "#
+        ))
+        .run()
+        .code(1)
+        .stdout_has(&format!("port_conflict\nlocal: docker run {third} (image {img}): port 127.0.0.1:{held_port} is already in use on local"))
+        .stderr_has(&format!("local: docker run {second} (image {img}): port 127.0.0.1:{port} is already in use on local"))
+        .stderr_has("the container could not start and was removed");
+    assert_eq!(state(first), format!("running {img}"));
+    assert_eq!(
+        state(second),
+        "absent",
+        "a container that could not start holds its name"
+    );
+    assert_eq!(state(third), "absent");
+    drop(held);
+}
+
+#[test]
+fn name_conflict_is_a_clear_error_naming_the_holder() {
+    let img = image("v1");
+    let c = Containers::new(1);
+    let name = c.name(0);
+    let id = docker_ok(&["create", "--name", name, &img]);
+    Test::new()
+        .script(&format!(
+            r#"docker().run(#{{image: "{img}", name: "{name}"}});"#
+        ))
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "local: docker run {name} (image {img}): the name {name} is already in use on local by container {}",
+            &id[..12]
+        ));
+}
+
+#[test]
+fn docker_engine_not_reachable_is_a_clear_error() {
+    Test::new()
+        .script("docker().ps();")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .run()
+        .code(1)
+        .stderr_has("local: docker ps: the docker engine on local is not reachable")
+        .stderr_has("Cannot connect to the Docker daemon");
+}
+
+#[test]
+fn dry_run_creates_and_removes_no_container() {
+    let (v1, v2) = (image("v1"), image("v2"));
+    let c = Containers::new(2);
+    let (old, new) = (c.name(0), c.name(1));
+    docker_ok(&["run", "-d", "--name", old, &v1]);
+    Test::new()
+        .script(&format!(
+            r#"import "docker" as dk;
+               let d = docker();
+               d.rm("{old}");
+               d.stop("{old}");
+               print(d.run(#{{image: "{v1}", name: "{new}"}}));
+               print(dk::redeploy(d, #{{image: "{v2}", name: "{old}"}}));
+               print(d.running("{old}"));
+            "#
+        ))
+        .args(&["--dry-run"])
+        .run()
+        .success()
+        .stdout_is("\n\ntrue\n")
+        .stderr_has(&format!("would docker rm {old} on local"))
+        .stderr_has(&format!("would docker stop {old} on local"))
+        .stderr_has(&format!("would docker run {new} (image {v1}) on local"))
+        .stderr_has(&format!("would docker run {old} (image {v2}) on local"));
+    assert_eq!(state(old), format!("running {v1}"));
+    assert_eq!(state(new), "absent");
+}
+
+#[test]
+fn redeploy_that_cannot_get_the_image_leaves_the_old_container_running() {
+    let v1 = image("v1");
+    let c = Containers::new(1);
+    let name = c.name(0);
+    docker_ok(&["run", "-d", "--name", name, &v1]);
+    let absent = unpullable_image();
+    Test::new()
+        .script(&format!(
+            r#"import "docker" as dk;
+               try {{ dk::redeploy(docker(), #{{image: "{absent}", name: "{name}"}}) }}
+               catch (e) {{ print(`${{e.kind}} ${{e.stage}}`); throw e; }}
+            "#
+        ))
+        .run()
+        .code(1)
+        .stdout_is("image_missing image\n")
+        .stderr_has(&format!("redeploy of {name} on local stopped before changing anything; the old container {name} (image {v1}, running) is left as it was"))
+        .stderr_has("no registry is reachable");
+    assert_eq!(state(name), format!("running {v1}"));
+}
+
+#[test]
+fn redeploy_to_a_container_that_exits_says_the_old_one_is_gone() {
+    let (v1, v2) = (image("v1"), image("v2"));
+    let c = Containers::new(1);
+    let name = c.name(0);
+    docker_ok(&["run", "-d", "--name", name, &v1]);
+    Test::new()
+        .script(&format!(
+            r#"import "docker" as dk;
+               dk::redeploy(docker(), #{{image: "{v2}", name: "{name}",
+                                         cmd: ["/bin/busybox", "sh", "-c", "echo bad config; exit 2"]}});
+            "#
+        ))
+        .run()
+        .code(1)
+        .stderr_has(&format!("redeploy of {name} on local: the old container {name} (image {v1}, running) was removed; the new container {name} (image {v2}) started but is not healthy"))
+        .stderr_has("exited with code 2")
+        .stderr_has("bad config");
+    assert_eq!(state(name), format!("exited {v2}"));
+}
+
+#[test]
+fn stop_start_restart_exec_and_logs_act_on_the_container() {
+    let img = image("v1");
+    let c = Containers::new(1);
+    let name = c.name(0);
+    Test::new()
+        .script(&format!(
+            r#"let d = docker();
+               d.run(#{{image: "{img}", name: "{name}",
+                        cmd: "/bin/busybox sh -c 'echo hello from the container; exec /bin/busybox httpd -f -p 80 -h /www'"}});
+               d.wait_healthy("{name}", 10, #{{min_uptime: 0.2}});
+               print(d.exec("{name}", ["/bin/busybox", "cat", "/www/index.html"]).stdout);
+               print(d.exec("{name}", "exit 4", #{{check: false}}).code);
+               d.stop("{name}", #{{grace: 0}});
+               print(d.running("{name}"));
+               d.start("{name}");
+               d.restart("{name}", #{{grace: 0}});
+               print(d.running("{name}"));
+               print(d.logs("{name}", #{{tail: 1}}));
+               try {{ d.exec("{name}", "echo failing >&2; exit 5") }} catch (e) {{ print(e.message) }}
+            "#
+        ))
+        .run()
+        .success()
+        .stdout_is(&format!(
+            "{IMAGE} v1\n\n4\nfalse\ntrue\nhello from the container\n\nlocal: docker exec {name} `sh -c 'echo failing >&2; exit 5'` exited with code 5:\nfailing\n"
+        ));
+}
+
+#[test]
+fn rm_of_an_absent_container_is_not_an_error_but_stop_is() {
+    engine();
+    let c = Containers::new(1);
+    let name = c.name(0);
+    Test::new()
+        .script(&format!(
+            r#"let d = docker();
+               d.rm("{name}");
+               print(d.exists("{name}"));
+               print(d.running("{name}"));
+               try {{ d.inspect("{name}") }} catch (e) {{ print(e.kind) }}
+               d.stop("{name}");
+            "#
+        ))
+        .run()
+        .code(1)
+        .stdout_is("false\nfalse\nnot_found\n")
+        .stderr_has(&format!("local: docker stop {name}: no such container"));
+}
