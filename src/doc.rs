@@ -33,6 +33,8 @@ pub fn render(module: Option<&str>, markdown: bool) -> Result<String, Error> {
                 .map(|(n, _)| n.to_string())
                 .collect();
             names.extend(STDLIB.iter().map(|(n, _)| n.to_string()));
+            names.sort();
+            names.dedup();
             return Err(Error::Usage(format!(
                 "no module `{wanted}`; modules: {}",
                 names.join(", ")

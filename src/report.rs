@@ -224,7 +224,9 @@ impl Reporter {
                 }
                 self.event(ev)
             }
-            Output::Human => self.suspend(|| eprintln!("{rendered}")),
+            Output::Human => self.suspend(|| {
+                let _ = writeln!(std::io::stderr(), "{rendered}");
+            }),
         }
     }
 
@@ -248,11 +250,14 @@ impl Reporter {
 
     /// A line on stderr: above the spinner on a TTY, timestamped otherwise.
     fn line(&self, text: &str) {
+        // A closed stderr (`runner play x 2>&- | ...`) must not stop the run: write errors are ignored.
         if self.tty {
-            self.suspend(|| eprintln!("{text}"));
+            self.suspend(|| {
+                let _ = writeln!(std::io::stderr(), "{text}");
+            });
         } else {
             let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-            eprintln!("{} {text}", &now[11..19]);
+            let _ = writeln!(std::io::stderr(), "{} {text}", &now[11..19]);
         }
     }
 

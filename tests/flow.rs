@@ -62,10 +62,7 @@ fn sigint_during_sleep_exits_130_within_a_second_and_runs_defer() {
         .script("defer(|| local().write_file(\"cleaned\", \"yes\"));\nstep(\"waiting\");\nsleep(30);\nlocal().write_file(\"after\", \"no\");\n")
         .spawn();
     // Wait until the script is inside sleep (its step line is out), then interrupt it.
-    let mut stderr = child.stderr.take().unwrap();
-    let mut buf = [0u8; 256];
-    let n = stderr.read(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).contains("waiting"));
+    let _stderr = wait_for_stderr(&mut child, "waiting");
     let sent = Instant::now();
     unsafe_kill(child.id(), "INT");
     let status = child.wait().unwrap();
@@ -87,14 +84,26 @@ fn sigint_interrupts_a_running_command() {
     let (mut child, _dir) = Test::new()
         .script("step(\"cmd\");\nlocal().run(\"sleep 30\");\n")
         .spawn();
-    let mut stderr = child.stderr.take().unwrap();
-    let mut buf = [0u8; 256];
-    let _ = stderr.read(&mut buf).unwrap();
+    let _stderr = wait_for_stderr(&mut child, "cmd");
     std::thread::sleep(Duration::from_millis(200));
     let sent = Instant::now();
     unsafe_kill(child.id(), "INT");
     assert_eq!(child.wait().unwrap().code(), Some(130));
     assert!(sent.elapsed() < Duration::from_secs(1));
+}
+
+/// Read the child's stderr until `text` has appeared (output may arrive in pieces).
+/// Returns the pipe: dropping it would make the child's later writes fail.
+fn wait_for_stderr(child: &mut std::process::Child, text: &str) -> std::process::ChildStderr {
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains(text) {
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "stderr closed before {text:?} appeared: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    stderr
 }
 
 fn unsafe_kill(pid: u32, sig: &str) {

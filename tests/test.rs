@@ -7,4 +7,6 @@ mod docker;
 mod flow;
 mod host;
 mod http;
+mod nginx;
+mod process;
 mod ssh;

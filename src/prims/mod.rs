@@ -11,6 +11,7 @@ pub mod docker;
 pub mod flow;
 pub mod host;
 pub mod http;
+pub mod process;
 pub mod ssh;
 
 /// Every domain's module, by the name `runner doc MODULE` takes.
@@ -20,6 +21,7 @@ pub fn modules() -> Vec<(&'static str, Module)> {
         ("flow", rhai::exported_module!(flow::flow_api)),
         ("host", rhai::exported_module!(host::host_api)),
         ("http", rhai::exported_module!(http::http_api)),
+        ("process", rhai::exported_module!(process::process_api)),
     ]
 }
 
