@@ -263,7 +263,7 @@ fn doc_lists_every_function_with_its_doc_comment() {
         .args(&["doc", "nosuch"])
         .run()
         .code(2)
-        .stderr_has("modules: docker, flow, host, http, nginx, process, rolling");
+        .stderr_has("modules: docker, flow, haproxy, host, http, nginx, process, rolling");
 }
 
 #[test]

@@ -578,3 +578,173 @@ fn rm_of_an_absent_container_is_not_an_error_but_stop_is() {
         .stdout_is("false\nfalse\nnot_found\n")
         .stderr_has(&format!("local: docker stop {name}: no such container"));
 }
+
+// Through SSH: the same engine, reached as the test user over a test sshd on 127.0.0.1, so the
+// docker CLI runs on the far side of an SSH connection and every message names the SSH host.
+
+/// `<ssh handle>.docker()` for the test sshd, as script code.
+fn ssh_docker(sshd: &Sshd) -> String {
+    format!("{}.docker()", sshd.handle())
+}
+
+/// A web root holding `index.html` with `body`, in a temp dir readable by the test user and the
+/// docker daemon (mode 0755, the page 0644).
+fn web_root(body: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("runner-www-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let page = dir.path().join("index.html");
+    std::fs::write(&page, body).unwrap();
+    std::fs::set_permissions(&page, std::fs::Permissions::from_mode(0o644)).unwrap();
+    dir
+}
+
+#[test]
+fn over_ssh_run_with_a_published_port_and_a_bind_mounted_web_root_serves_the_mounted_page() {
+    let img = image("v1");
+    let sshd = Sshd::start();
+    let c = Containers::new(1);
+    let name = c.name(0);
+    let port = free_port();
+    let www = web_root("the page mounted over ssh\n");
+    let out = Test::new()
+        .script(&format!(
+            r#"let d = {d};
+               print(d.host.name);
+               let id = d.run(#{{image: "{img}", name: "{name}", ports: ["127.0.0.1:{port}:80"],
+                                 volumes: ["{www}:/www:ro"]}});
+               print(id.len());
+               d.wait_healthy("{name}", 10, #{{min_uptime: 0.2}});
+               print(wait_http("http://127.0.0.1:{port}/", #{{contains: "mounted", timeout: 10}}).body);
+               print(d.running("{name}"));
+               let c = d.inspect("{name}");
+               print(c.Config.Image);
+               print(c.Id == id);
+            "#,
+            d = ssh_docker(&sshd),
+            www = www.path().display(),
+        ))
+        .args(&["--journal", "j.jsonl"])
+        .run()
+        .success()
+        .stdout_is(&format!(
+            "{spec}\n64\nthe page mounted over ssh\n\ntrue\n{img}\ntrue\n",
+            spec = sshd.spec()
+        ));
+    assert!(http_get(port).contains("the page mounted over ssh"));
+    assert_eq!(state(name), format!("running {img}"));
+    let journal = journal_lines(&out.path("j.jsonl"));
+    assert_eq!(journal.len(), 1, "{journal:?}");
+    assert_eq!(
+        journal[0]["action"],
+        format!("docker run {name} (image {img})")
+    );
+    assert_eq!(journal[0]["target"], sshd.spec());
+    assert_eq!(journal[0]["outcome"], "ok");
+    assert_eq!(sshd.accepted(), 1, "one SSH connection for the whole run");
+    sshd.assert_no_clients_left();
+}
+
+#[test]
+fn over_ssh_redeploy_replaces_a_running_container_with_the_new_version() {
+    let (v1, v2) = (image("v1"), image("v2"));
+    let sshd = Sshd::start();
+    let c = Containers::new(1);
+    let name = c.name(0);
+    let port = free_port();
+    Test::new()
+        .script(&format!(
+            r#"import "docker" as dk;
+               let d = {d};
+               let spec = #{{name: "{name}", ports: ["127.0.0.1:{port}:80"],
+                            health_cmd: "/bin/busybox wget -q -O- http://127.0.0.1/", health_interval: 0.2,
+                            timeout: 20}};
+               spec.image = "{v1}";
+               let first = dk::redeploy(d, spec);
+               print(http_get("http://127.0.0.1:{port}/").body);
+               spec.image = "{v2}";
+               let second = dk::redeploy(d, spec);
+               print(http_get("http://127.0.0.1:{port}/").body);
+               print(second != first);
+               print(d.exists(first));
+               print(d.inspect("{name}").State.Health.Status);
+            "#,
+            d = ssh_docker(&sshd),
+        ))
+        .args(&["-v"])
+        .run()
+        .success()
+        .stdout_is(&format!(
+            "{IMAGE} v1\n\n{IMAGE} v2\n\ntrue\nfalse\nhealthy\n"
+        ))
+        .stderr_has(&format!("docker rm {name} on {}", sshd.spec()))
+        .stderr_has(&format!("docker run {name} (image {v2}) on {}", sshd.spec()));
+    assert_eq!(state(name), format!("running {v2}"));
+    assert!(http_get(port).contains(&format!("{IMAGE} v2")));
+    sshd.assert_no_clients_left();
+}
+
+#[test]
+fn over_ssh_container_that_exits_at_once_fails_wait_healthy_within_a_second_naming_the_host() {
+    let img = image("v1");
+    let sshd = Sshd::start();
+    let c = Containers::new(1);
+    let name = c.name(0);
+    Test::new()
+        .script(&format!(
+            r#"let d = {d};
+               d.run(#{{image: "{img}", name: "{name}",
+                        cmd: ["/bin/busybox", "sh", "-c", "echo cannot open /etc/app.conf >&2; exit 3"]}});
+               let t = timestamp();
+               try {{
+                   d.wait_healthy("{name}", 30);
+               }} catch (e) {{
+                   print(e.kind);
+                   print(t.elapsed < 1.0);
+                   throw e;
+               }}
+            "#,
+            d = ssh_docker(&sshd),
+        ))
+        .run()
+        .code(1)
+        .stdout_is("container_exited\ntrue\n")
+        .stderr_has(&format!(
+            "{}: container {name} exited with code 3",
+            sshd.spec()
+        ))
+        .stderr_has("cannot open /etc/app.conf");
+    assert_eq!(state(name), format!("exited {img}"));
+    sshd.assert_no_clients_left();
+}
+
+#[test]
+fn over_ssh_name_conflict_is_a_clear_error_naming_host_and_container() {
+    let img = image("v1");
+    let sshd = Sshd::start();
+    let c = Containers::new(1);
+    let name = c.name(0);
+    let id = docker_ok(&["create", "--name", name, &img]);
+    Test::new()
+        .script(&format!(
+            r#"let d = {d};
+               try {{ d.run(#{{image: "{img}", name: "{name}"}}) }}
+               catch (e) {{ print(e.kind); throw e; }}
+            "#,
+            d = ssh_docker(&sshd),
+        ))
+        .run()
+        .code(1)
+        .stdout_is("name_conflict\n")
+        .stderr_has(&format!(
+            "{spec}: docker run {name} (image {img}): the name {name} is already in use on {spec} by container {}",
+            &id[..12],
+            spec = sshd.spec()
+        ));
+    // The holder is untouched.
+    assert_eq!(state(name), format!("created {img}"));
+    sshd.assert_no_clients_left();
+}

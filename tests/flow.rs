@@ -100,7 +100,11 @@ fn wait_for_stderr(child: &mut std::process::Child, text: &str) -> std::process:
     let mut buf = [0u8; 256];
     while !String::from_utf8_lossy(&seen).contains(text) {
         let n = stderr.read(&mut buf).unwrap();
-        assert!(n > 0, "stderr closed before {text:?} appeared: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "stderr closed before {text:?} appeared: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     stderr

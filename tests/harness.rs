@@ -363,6 +363,20 @@ impl Sshd {
             .count()
     }
 
+    /// Assert that every ssh master of a finished run is gone (`ssh -O exit` is asynchronous on the
+    /// master's side, so this allows it a moment).
+    pub fn assert_no_clients_left(&self) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !self.client_processes().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            self.client_processes().is_empty(),
+            "ssh processes left behind: {:?}",
+            self.client_processes()
+        );
+    }
+
     /// Client `ssh` processes still connected to this server's port.
     pub fn client_processes(&self) -> Vec<String> {
         ssh_clients(self.port)

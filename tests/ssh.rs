@@ -2,20 +2,6 @@
 
 use crate::harness::*;
 
-/// Every ssh master of the run is gone once runner exits.
-fn assert_no_ssh_left(sshd: &Sshd) {
-    // `ssh -O exit` is asynchronous on the master's side: give it a moment.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while !sshd.client_processes().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(
-        sshd.client_processes().is_empty(),
-        "ssh processes left behind: {:?}",
-        sshd.client_processes()
-    );
-}
-
 #[test]
 fn hundred_sequential_commands_reuse_one_connection() {
     let sshd = Sshd::start();
@@ -25,7 +11,7 @@ fn hundred_sequential_commands_reuse_one_connection() {
         .success()
         .stdout_is("runner-test\n\n");
     assert_eq!(sshd.accepted(), 1, "one connection for the whole run");
-    assert_no_ssh_left(&sshd);
+    sshd.assert_no_clients_left();
 }
 
 #[test]
@@ -75,7 +61,7 @@ fn non_zero_exit_names_host_command_code_and_stderr() {
             sshd.spec()
         ))
         .stderr_has("oops");
-    assert_no_ssh_left(&sshd);
+    sshd.assert_no_clients_left();
 }
 
 #[test]
@@ -100,7 +86,7 @@ fn command_timeout_names_the_host() {
         .code(1)
         .stderr_has(&format!("{}: `sleep 20` timed out after 0.5s", sshd.spec()));
     assert!(out.elapsed.as_secs() < 10);
-    assert_no_ssh_left(&sshd);
+    sshd.assert_no_clients_left();
 }
 
 #[test]
@@ -117,7 +103,7 @@ fn wrong_key_is_an_authentication_error() {
         .run()
         .code(1)
         .stderr_has(&format!("{}: ssh: authentication failed", sshd.spec()));
-    assert_no_ssh_left(&sshd);
+    sshd.assert_no_clients_left();
 }
 
 #[test]
@@ -166,7 +152,7 @@ fn unknown_host_key_is_refused_under_strict() {
     assert!(std::fs::read_to_string(&empty)
         .unwrap()
         .contains("ssh-ed25519"));
-    assert_no_ssh_left(&sshd);
+    sshd.assert_no_clients_left();
 }
 
 #[test]
@@ -368,7 +354,7 @@ fn sigint_during_a_remote_command_exits_130_and_leaves_no_ssh_process() {
         .status()
         .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(130));
-    assert_no_ssh_left(&sshd);
+    sshd.assert_no_clients_left();
 }
 
 #[test]

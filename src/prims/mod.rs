@@ -9,6 +9,7 @@ use crate::error::Failure;
 
 pub mod docker;
 pub mod flow;
+pub mod haproxy;
 pub mod host;
 pub mod http;
 pub mod process;
@@ -19,6 +20,7 @@ pub fn modules() -> Vec<(&'static str, Module)> {
     vec![
         ("docker", rhai::exported_module!(docker::docker_api)),
         ("flow", rhai::exported_module!(flow::flow_api)),
+        ("haproxy", rhai::exported_module!(haproxy::haproxy_api)),
         ("host", rhai::exported_module!(host::host_api)),
         ("http", rhai::exported_module!(http::http_api)),
         ("process", rhai::exported_module!(process::process_api)),
@@ -29,6 +31,7 @@ pub fn modules() -> Vec<(&'static str, Module)> {
 pub fn register_types(engine: &mut rhai::Engine) {
     engine.register_type_with_name::<host::Host>("Host");
     engine.register_type_with_name::<docker::Docker>("Docker");
+    engine.register_type_with_name::<haproxy::Haproxy>("Haproxy");
 }
 
 /// A duration in seconds given by a script (int or float, or a numeric string from `--param`).

@@ -1,0 +1,1192 @@
+//! The HAProxy runtime API against a real haproxy (2.6), its backends real busybox httpd servers.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::harness::*;
+
+/// A real haproxy in its own temp dir on free ports: frontend `fe` → backend `web_servers` (web1,
+/// web2, and a `backup` server, roundrobin, health checks), and `static_servers` (static-rr).
+/// Stats sockets: `admin.sock` (level admin), `user.sock` (level user), TCP `127.0.0.1:tcp` (admin);
+/// with `master`, a master CLI `master.sock`. Stopped when dropped.
+struct Lb {
+    dir: TempDir,
+    child: Child,
+    admin: PathBuf,
+    user: PathBuf,
+    master: PathBuf,
+    tcp: u16,
+    front: u16,
+    web1: Httpd,
+    /// web2 and the backup server: running until the fixture drops.
+    _others: [Httpd; 2],
+}
+
+#[derive(Default)]
+struct LbOptions {
+    /// `haproxy -W -S master.sock`.
+    master: bool,
+    /// `stats timeout`: how long HAProxy keeps an idle CLI connection (default 10s).
+    stats_timeout: Option<&'static str>,
+    /// `retries` (default 3, with `option redispatch`); 0 makes a request sent to a stopped backend
+    /// fail instead of being retried elsewhere.
+    retries: Option<u32>,
+}
+
+impl Lb {
+    fn start() -> Lb {
+        Lb::start_with(LbOptions::default())
+    }
+
+    fn start_with(o: LbOptions) -> Lb {
+        let haproxy = require("haproxy");
+        let dir = tempfile::Builder::new()
+            .prefix("runner-haproxy-")
+            .tempdir()
+            .unwrap();
+        let (web1, web2, backup) = (
+            Httpd::start("web1\n"),
+            Httpd::start("web2\n"),
+            Httpd::start("backup\n"),
+        );
+        let (tcp, front) = (free_port(), free_port());
+        let admin = dir.path().join("admin.sock");
+        let user = dir.path().join("user.sock");
+        let master = dir.path().join("master.sock");
+        let cfg = format!(
+            "global\n\
+             \x20   stats socket {admin} mode 600 level admin\n\
+             \x20   stats socket {user} mode 600 level user\n\
+             \x20   stats socket ipv4@127.0.0.1:{tcp} level admin\n\
+             \x20   stats timeout {stats_timeout}\n\
+             \x20   # small socket buffers: a rate-limited download keeps its session until it ends\n\
+             \x20   tune.sndbuf.client 16384\n\
+             defaults\n\
+             \x20   mode http\n\
+             \x20   timeout connect 1s\n\
+             \x20   timeout client 10s\n\
+             \x20   timeout server 10s\n\
+             \x20   retries {retries}\n\
+             \x20   option redispatch\n\
+             frontend fe\n\
+             \x20   bind 127.0.0.1:{front}\n\
+             \x20   default_backend web_servers\n\
+             backend web_servers\n\
+             \x20   balance roundrobin\n\
+             \x20   server web1 127.0.0.1:{p1} check inter 1s\n\
+             \x20   server web2 127.0.0.1:{p2} check inter 1s\n\
+             \x20   server backup 127.0.0.1:{p3} backup check inter 1s\n\
+             backend static_servers\n\
+             \x20   balance static-rr\n\
+             \x20   server s1 127.0.0.1:{p1} check inter 1s\n\
+             \x20   server s2 127.0.0.1:{p2} check inter 1s\n",
+            admin = admin.display(),
+            user = user.display(),
+            stats_timeout = o.stats_timeout.unwrap_or("10s"),
+            retries = o.retries.unwrap_or(3),
+            p1 = web1.port,
+            p2 = web2.port,
+            p3 = backup.port,
+        );
+        let cfg_path = dir.path().join("haproxy.cfg");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let log = std::fs::File::create(dir.path().join("haproxy.log")).unwrap();
+        let mut cmd = Command::new(haproxy);
+        cmd.arg("-db");
+        if o.master {
+            cmd.arg("-W").arg("-S").arg(&master);
+        }
+        let child = cmd
+            .arg("-f")
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("haproxy starts");
+        let lb = Lb {
+            dir,
+            child,
+            admin,
+            user,
+            master,
+            tcp,
+            front,
+            web1,
+            _others: [web2, backup],
+        };
+        wait_port(front);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&lb.admin).is_err()
+            || (o.master && UnixStream::connect(&lb.master).is_err())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "haproxy did not open its sockets:\n{}",
+                lb.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lb
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+    }
+
+    /// One command the way `socat` sends it, for checks independent of runner.
+    fn raw(&self, command: &str) -> String {
+        raw(&self.admin, command)
+    }
+
+    /// The current weight, read with `get weight`.
+    fn weight(&self, server: &str) -> i64 {
+        let answer = self.raw(&format!("get weight web_servers/{server}"));
+        answer
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("get weight {server}: {answer:?}"))
+    }
+
+    /// The frontend's URL.
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.front)
+    }
+
+    /// `param` arguments for the example scripts.
+    fn params(&self) -> Vec<String> {
+        vec![
+            "-p".into(),
+            format!("socket={}", self.admin.display()),
+            "-p".into(),
+            format!("url={}", self.url()),
+        ]
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        // TERM, so that a master stops its workers too.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One command on a fresh connection, read to EOF (retried while the socket refuses connections).
+fn raw(socket: &Path, command: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut s = loop {
+        match UnixStream::connect(socket) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{}: {e}", socket.display()),
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A response's status and body, or why there was none.
+type Response = Result<(u16, String), String>;
+
+/// One HTTP/1.0 GET through the frontend: the status and the body (the name of the server).
+fn get(port: u16, path: &str) -> Response {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP response: {resp:?}"))?;
+    let body = resp
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Ok((status, body))
+}
+
+/// Which server answered `n` requests: name → count.
+fn distribution(port: u16, n: usize) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for i in 0..n {
+        let (status, body) = get(port, "/").unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(status, 200, "request {i}: {body}");
+        *counts.entry(body).or_default() += 1;
+    }
+    counts
+}
+
+/// Requests sent in a loop on a thread, each answer recorded, until stopped.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Response>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(port: u16) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (s, r) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let answer = get(port, "/");
+                r.lock().unwrap().push(answer);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        Traffic {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many answers so far: a mark to look at what came after.
+    fn mark(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Wait until `n` more answers than `mark` came in.
+    fn wait_past(&self, mark: usize, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.mark() < mark + n {
+            assert!(Instant::now() < deadline, "the request loop is stuck");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn stop(mut self) -> Vec<Response> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap();
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+/// A long download through the frontend: a GET of `path` read 16 KB every 20 ms (about 800 KB/s),
+/// as `wget --limit-rate` would, on a thread. Its session lasts until nearly the last byte: HAProxy's
+/// client-side socket buffer is small (`tune.sndbuf.client`) and a slow reader's window stays small.
+struct Download {
+    thread: std::thread::JoinHandle<Result<usize, String>>,
+}
+
+impl Download {
+    fn start(port: u16, path: &str) -> Download {
+        let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
+        let thread = std::thread::spawn(move || {
+            let mut s =
+                std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+            s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut total = 0;
+            loop {
+                match s.read(&mut buf).map_err(|e| e.to_string())? {
+                    0 => return Ok(total),
+                    n => total += n,
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Download { thread }
+    }
+
+    fn finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Wait for the end; the bytes received.
+    fn join(self) -> usize {
+        self.thread.join().unwrap().expect("the download succeeds")
+    }
+}
+
+/// Wait until the `show stat` row of web_servers/web1 counts `sessions` current sessions.
+fn wait_sessions(lb: &Lb, sessions: i64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stat = lb.raw("show stat web_servers 4 -1");
+        let scur = stat
+            .lines()
+            .find(|l| l.starts_with("web_servers,web1,"))
+            .and_then(|l| l.split(',').nth(4))
+            .and_then(|n| n.parse::<i64>().ok());
+        if scur == Some(sessions) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "web1 never had {sessions} session(s): {stat}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn script_path(name: &str) -> String {
+    format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sock(lb: &Lb) -> String {
+    lb.admin.display().to_string()
+}
+
+#[test]
+fn set_weight_10_to_1_sends_100_of_110_requests_to_web1() {
+    let lb = Lb::start();
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\");\n\
+             lb.set_weight(\"web_servers/web1\", 10);\n\
+             print(lb.weight(\"web_servers/web1\"));\n\
+             print(lb.weight(\"web_servers/web2\"));\n",
+            sock(&lb)
+        ))
+        .run()
+        .success()
+        .stdout_is("10\n1\n");
+    let counts = distribution(lb.front, 110);
+    let web1 = counts.get("web1").copied().unwrap_or(0);
+    assert!(
+        (95..=105).contains(&web1),
+        "web1 served {web1} of 110: {counts:?}"
+    );
+    assert_eq!(
+        web1 + counts.get("web2").copied().unwrap_or(0),
+        110,
+        "{counts:?}"
+    );
+}
+
+#[test]
+fn disable_takes_a_server_out_without_a_failed_request_and_backup_answers_when_all_are_out() {
+    let lb = Lb::start();
+    let traffic = Traffic::start(lb.front);
+    traffic.wait_past(0, 10);
+    let run = |code: &str| {
+        Test::new()
+            .script(&format!("let lb = haproxy(\"{}\");\n{code}", sock(&lb)))
+            .run()
+            .success();
+    };
+    run("lb.disable(\"web_servers/web1\");\nlb.wait_status(\"web_servers/web1\", \"MAINT\", 2);");
+    let after_disable = traffic.mark();
+    traffic.wait_past(after_disable, 20);
+    run("lb.disable(\"web_servers/web2\");");
+    let after_all_out = traffic.mark();
+    traffic.wait_past(after_all_out, 20);
+    run("lb.enable(\"web_servers/web1\");\nlb.enable(\"web_servers/web2\");\n\
+         lb.wait_status(\"web_servers/web1\", \"UP\", 5);\nlb.wait_status(\"web_servers/web2\", \"UP\", 5);");
+    let after_enable = traffic.mark();
+    traffic.wait_past(after_enable, 20);
+    let seen = traffic.stop();
+
+    let failed: Vec<_> = seen.iter().filter(|r| !matches!(r, Ok((200, _)))).collect();
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    let bodies: Vec<&str> = seen
+        .iter()
+        .map(|r| r.as_ref().unwrap().1.as_str())
+        .collect();
+    let disabled = &bodies[after_disable + 1..after_all_out];
+    assert!(
+        disabled.iter().all(|b| *b == "web2"),
+        "web1 was disabled, yet: {disabled:?}"
+    );
+    // The first answer after the second disable may have been on its way already.
+    let all_out = &bodies[after_all_out + 1..after_enable];
+    assert!(
+        all_out.iter().all(|b| *b == "backup"),
+        "every normal server is out, the backup must answer: {all_out:?}"
+    );
+    let enabled = &bodies[after_enable + 1..];
+    assert!(
+        enabled.contains(&"web1") && enabled.contains(&"web2") && !enabled.contains(&"backup"),
+        "after enable: {enabled:?}"
+    );
+}
+
+#[test]
+fn wait_drained_waits_for_a_long_download_and_times_out_naming_web1_and_its_sessions() {
+    let lb = Lb::start();
+    // 1.2 MB at about 800 KB/s: a session on web1 that lasts about 1.5 s.
+    std::fs::write(lb.web1.root.path().join("big.bin"), vec![b'x'; 1_200_000]).unwrap();
+    lb.raw("set server web_servers/web2 state maint");
+    let download = Download::start(lb.front, "/big.bin");
+    wait_sessions(&lb, 1);
+    let started = Instant::now();
+    let out = Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\");\nlb.drain(\"web_servers/web1\");\nlb.wait_drained(\"web_servers/web1\", 0.3);",
+            sock(&lb)
+        ))
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "{}: web_servers/web1: still 1 session(s), 0 queued after 0.3s (waiting until drained)",
+            sock(&lb)
+        ));
+    assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
+    assert!(!download.finished(), "the download should still run");
+
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\");\nlb.wait_drained(\"web_servers/web1\", 20);\nprint(lb.server(\"web_servers/web1\").scur);",
+            sock(&lb)
+        ))
+        .run()
+        .success()
+        .stdout_is("0\n");
+    let waited = started.elapsed();
+    // HAProxy ends the session once the last bytes are in the client's socket buffer: the reader
+    // may still be reading those.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !download.finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the download still runs long after wait_drained returned"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(download.join() > 1_200_000);
+    assert!(
+        waited > Duration::from_millis(900),
+        "wait_drained returned after {waited:?}, before the download could end"
+    );
+}
+
+#[test]
+fn unknown_server_is_an_error_naming_socket_server_and_haproxys_words() {
+    let lb = Lb::start();
+    let out = Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\");\n\
+             try {{ lb.weight(\"web_servers/nope\") }} catch (e) {{ print(e.kind) }}\n\
+             try {{ lb.server(\"web_servers/nope\") }} catch (e) {{ print(e.kind); print(e.message) }}\n\
+             lb.set_weight(\"web_servers/nope\", 3);",
+            sock(&lb)
+        ))
+        .run()
+        .code(1)
+        .stdout_has("no_such_server\nno_such_server\n")
+        .stdout_has("no server nope in backend web_servers (its servers: web1, web2, backup)")
+        .stderr_has(&format!(
+            "{}: `set weight web_servers/nope 3`: No such server.",
+            sock(&lb)
+        ));
+    assert!(out.elapsed < Duration::from_secs(5));
+}
+
+#[test]
+fn unknown_backend_is_an_error_naming_it() {
+    let lb = Lb::start();
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\");\n\
+             try {{ lb.servers(\"nosuch\") }} catch (e) {{ print(e.kind); print(e.message) }}\n\
+             lb.disable(\"nosuch/web1\");",
+            sock(&lb)
+        ))
+        .run()
+        .code(1)
+        .stdout_has("no_such_backend\n")
+        .stdout_has("`show stat nosuch 4 -1`: No such proxy.")
+        .stderr_has(&format!(
+            "{}: `set server nosuch/web1 state maint`: No such backend.",
+            sock(&lb)
+        ));
+}
+
+#[test]
+fn separator_in_a_name_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("haproxy.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\");\n\
+             for s in [\"web_servers/web1 0;set weight web_servers/web2\", \"web_servers/web 1\", \"web_servers\", \"a/b/c\", \"web_servers/web1\\nshow info\", \"web_servers/web\\t1\"] {{\n\
+             \x20   try {{ lb.set_weight(s, 0); print(\"sent!\") }} catch (e) {{ print(e.kind) }}\n\
+             }}\n\
+             lb.servers(\"web_servers;show info\");",
+            path.display()
+        ))
+        .run()
+        .code(1)
+        .stdout_is("usage\nusage\nusage\nusage\nusage\nusage\n")
+        .stderr_has("invalid backend name \"web_servers;show info\": `;` is not allowed")
+        .stderr_has("nothing was sent");
+    assert!(
+        listener.accept().is_err(),
+        "runner connected to the socket although every name was invalid"
+    );
+}
+
+#[test]
+fn missing_socket_path_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("haproxy.sock");
+    let out = Test::new()
+        .script(&format!(
+            "haproxy(\"{}\").weight(\"web_servers/web1\");",
+            path.display()
+        ))
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "{}: cannot connect: No such file or directory",
+            path.display()
+        ));
+    assert!(out.elapsed < Duration::from_secs(5));
+}
+
+#[test]
+fn socket_that_never_answers_times_out_within_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mute.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    // Accept and hold every connection without a byte of answer.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let out = Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\", #{{timeout: 0.5}});\n\
+             try {{ lb.weight(\"web_servers/web1\") }} catch (e) {{ print(e.kind) }}\n\
+             lb.disable(\"web_servers/web1\");",
+            path.display()
+        ))
+        .run()
+        .code(1)
+        .stdout_is("timeout\n")
+        .stderr_has(&format!(
+            "{}: `set server web_servers/web1 state maint` timed out after 0.5s",
+            path.display()
+        ));
+    assert!(out.elapsed < Duration::from_secs(4), "{:?}", out.elapsed);
+}
+
+#[test]
+fn static_rr_backend_accepts_only_0_and_100_percent() {
+    let lb = Lb::start();
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\");\n\
+             lb.set_weight(\"static_servers/s1\", 0);\n\
+             lb.set_weight(\"static_servers/s1\", \"100%\");\n\
+             print(lb.weight(\"static_servers/s1\"));\n\
+             try {{ lb.set_weight(\"static_servers/s1\", 10) }} catch (e) {{ print(e.kind); print(e.message) }}",
+            sock(&lb)
+        ))
+        .run()
+        .success()
+        .stdout_is(&format!(
+            "1\nstatic_algorithm\n{}: `set weight static_servers/s1 10`: Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n",
+            sock(&lb)
+        ));
+}
+
+#[test]
+fn user_level_socket_reads_but_refuses_changes_with_a_permission_error() {
+    let lb = Lb::start();
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\");\n\
+             print(lb.servers(\"web_servers\").len());\n\
+             try {{ lb.set_weight(\"web_servers/web1\", 5) }} catch (e) {{ print(e.kind); print(e.message) }}",
+            lb.user.display()
+        ))
+        .run()
+        .success()
+        .stdout_is(&format!(
+            "3\npermission\n{}: `set weight web_servers/web1 5`: Permission denied\n",
+            lb.user.display()
+        ));
+    assert_eq!(lb.weight("web1"), 1);
+}
+
+#[test]
+fn two_haproxy_processes_behind_one_handle_both_get_the_change_and_reads_merge() {
+    let (a, b) = (Lb::start(), Lb::start());
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy([\"{}\", \"{}\"]);\n\
+             lb.set_weight(\"web_servers/web1\", 7);\n\
+             lb.disable(\"web_servers/web2\");\n\
+             print(lb.weight(\"web_servers/web1\"));\n\
+             let s = lb.server(\"web_servers/web2\");\n\
+             print(s.status);\n\
+             print(s.sockets.len());\n\
+             print(lb.stat().filter(|r| r.svname == \"web1\").len());",
+            sock(&a),
+            sock(&b)
+        ))
+        .run()
+        .success()
+        .stdout_is("7\nMAINT\n2\n1\n");
+    for lb in [&a, &b] {
+        assert_eq!(lb.weight("web1"), 7);
+        let stat = lb.raw("show stat web_servers 4 -1");
+        let web2 = stat
+            .lines()
+            .find(|l| l.starts_with("web_servers,web2,"))
+            .unwrap();
+        assert!(web2.contains(",MAINT,"), "{web2}");
+    }
+}
+
+#[test]
+fn sessions_of_several_processes_are_summed() {
+    let (a, b) = (Lb::start(), Lb::start());
+    // One long download through each process, both on web1.
+    let mut downloads = Vec::new();
+    for lb in [&a, &b] {
+        std::fs::write(lb.web1.root.path().join("big.bin"), vec![b'x'; 1_200_000]).unwrap();
+        lb.raw("set server web_servers/web2 state maint");
+        downloads.push(Download::start(lb.front, "/big.bin"));
+        wait_sessions(lb, 1);
+    }
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy([\"{}\", \"{}\"]);\n\
+             let s = lb.server(\"web_servers/web1\");\n\
+             print(s.scur);\n\
+             print(s.sockets.values().map(|r| r.scur));\n\
+             lb.wait_drained(\"web_servers/web1\", 0.2);",
+            sock(&a),
+            sock(&b)
+        ))
+        .run()
+        .code(1)
+        .stdout_is("2\n[1, 1]\n")
+        .stderr_has(&format!(
+            "web_servers/web1: still 2 session(s), 0 queued ({}: 1+0, {}: 1+0) after 0.2s",
+            sock(&a),
+            sock(&b)
+        ))
+        .stderr_has("web_servers/web1 is still in rotation (status UP, weight 1)");
+    for d in downloads {
+        d.join();
+    }
+}
+
+#[test]
+fn a_change_failing_on_one_of_several_sockets_names_that_socket() {
+    let lb = Lb::start();
+    let missing = lb.dir.path().join("gone.sock");
+    Test::new()
+        .script(&format!(
+            "haproxy([\"{}\", \"{}\"]).set_weight(\"web_servers/web1\", 4);",
+            sock(&lb),
+            missing.display()
+        ))
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "{}: cannot connect: No such file or directory",
+            missing.display()
+        ))
+        .stderr_has(&format!("(applied on {})", sock(&lb)));
+    assert_eq!(lb.weight("web1"), 4);
+}
+
+#[test]
+fn master_cli_routes_commands_to_the_worker() {
+    let lb = Lb::start_with(LbOptions {
+        master: true,
+        ..Default::default()
+    });
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\", #{{master: true}});\n\
+             lb.set_weight(\"web_servers/web1\", 6);\n\
+             print(lb.weight(\"web_servers/web1\"));\n\
+             print(lb.servers(\"web_servers\").map(|s| s.name));\n\
+             print(lb.info().Pid != ());\n\
+             print(lb.cmd(\"@master show proc\").contains(\"# workers\"));\n\
+             try {{ lb.weight(\"web_servers/nope\") }} catch (e) {{ print(e.kind) }}",
+            lb.master.display()
+        ))
+        .run()
+        .success()
+        .stdout_is("6\n[\"web1\", \"web2\", \"backup\"]\ntrue\ntrue\nno_such_server\n");
+    assert_eq!(lb.weight("web1"), 6);
+}
+
+#[test]
+fn dry_run_set_weight_does_not_change_haproxy_but_journals_it() {
+    let lb = Lb::start();
+    let out = Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\");\n\
+             lb.set_weight(\"web_servers/web1\", 10);\n\
+             lb.disable(\"web_servers/web2\");\n\
+             lb.cmd(\"set weight web_servers/web2 0\");\n\
+             print(lb.weight(\"web_servers/web1\"));",
+            sock(&lb)
+        ))
+        .args(&["--dry-run", "--journal", "j.jsonl"])
+        .run()
+        .success()
+        .stdout_is("1\n")
+        .stderr_has(&format!(
+            "would set weight web_servers/web1 10 on {}",
+            sock(&lb)
+        ))
+        .stderr_has("would set server web_servers/web2 state maint");
+    assert_eq!(lb.weight("web1"), 1);
+    assert_eq!(lb.weight("web2"), 1);
+    let journal = journal_lines(&out.path("j.jsonl"));
+    assert_eq!(journal.len(), 3, "{journal:?}");
+    assert_eq!(journal[0]["action"], "set weight web_servers/web1 10");
+    assert_eq!(journal[0]["outcome"], "skipped (dry run)");
+    // A typo still fails under --dry-run: the server is looked up.
+    Test::new()
+        .script(&format!(
+            "haproxy(\"{}\").set_weight(\"web_servers/web9\", 10);",
+            sock(&lb)
+        ))
+        .args(&["--dry-run"])
+        .run()
+        .code(1)
+        .stderr_has("No such server.");
+}
+
+/// The age in seconds of the one CLI session in a `show sess` answer (the runner's own).
+fn cli_session_age(show_sess: &str) -> u64 {
+    let cli: Vec<&str> = show_sess
+        .lines()
+        .filter(|l| l.contains("fe=GLOBAL"))
+        .collect();
+    assert_eq!(cli.len(), 1, "{show_sess}");
+    cli[0]
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("age="))
+        .and_then(|a| a.strip_suffix('s'))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no age in {}", cli[0]))
+}
+
+#[test]
+fn one_connection_is_reused_and_reopened_after_haproxy_closes_it() {
+    let lb = Lb::start_with(LbOptions {
+        stats_timeout: Some("2s"),
+        ..Default::default()
+    });
+    let out = Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\");\n\
+             lb.weight(\"web_servers/web1\");\n\
+             sleep(1.2);\n\
+             for i in 0..20 {{ lb.weight(\"web_servers/web1\"); }}\n\
+             print(lb.cmd(\"show sess\"));\n\
+             print(\"----\");\n\
+             sleep(2.5); // idle longer than `stats timeout`: HAProxy closes the connection\n\
+             lb.set_weight(\"web_servers/web1\", 2);\n\
+             print(lb.cmd(\"show sess\"));",
+            sock(&lb)
+        ))
+        .run()
+        .success();
+    let (reused, reopened) = out.stdout.split_once("----").unwrap();
+    assert!(cli_session_age(reused) >= 1, "not reused: {reused}");
+    assert_eq!(cli_session_age(reopened), 0, "{reopened}");
+    assert_eq!(lb.weight("web1"), 2);
+}
+
+#[test]
+fn tcp_stats_socket_works_like_a_unix_one() {
+    let lb = Lb::start();
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"127.0.0.1:{}\");\n\
+             lb.set_weight(\"web_servers/web2\", 3);\n\
+             print(lb.weight(\"web_servers/web2\"));",
+            lb.tcp
+        ))
+        .run()
+        .success()
+        .stdout_is("3\n");
+    assert_eq!(lb.weight("web2"), 3);
+}
+
+#[test]
+fn stat_info_and_servers_are_parsed_into_typed_values() {
+    let lb = Lb::start();
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\");\n\
+             let i = lb.info();\n\
+             print(i.Pid);\n\
+             print(type_of(i.Uptime_sec));\n\
+             let row = lb.stat().filter(|r| r.pxname == \"web_servers\" && r.svname == \"web1\")[0];\n\
+             print(type_of(row.weight));\n\
+             print(row.slim == ());\n\
+             let s = lb.servers(\"web_servers\");\n\
+             print(s.map(|x| `${{x.name}} ${{x.backup}} ${{x.weight}} ${{x.scur}} ${{x.qcur}}`));\n\
+             print(s[0].addr);\n\
+             print(s[0].status.starts_with(\"UP\"));\n\
+             print(lb.server(\"web_servers/backup\").backup);",
+            sock(&lb)
+        ))
+        .run()
+        .success()
+        .stdout_is(&format!(
+            "{}\ni64\ni64\ntrue\n[\"web1 false 1 0 0\", \"web2 false 1 0 0\", \"backup true 1 0 0\"]\n127.0.0.1:{}\ntrue\ntrue\n",
+            lb.child.id(),
+            lb.web1.port
+        ));
+}
+
+#[test]
+fn cmd_returns_the_raw_answer_and_throws_on_error_texts() {
+    let lb = Lb::start();
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\");\n\
+             print(lb.cmd(\"get weight web_servers/web1\"));\n\
+             lb.cmd(\"set weight web_servers/web1 5; set weight web_servers/web2 6\");\n\
+             print(lb.cmd(\"show servers state web_servers\").contains(\"web1\"));\n\
+             try {{ lb.cmd(\"show nonsense\") }} catch (e) {{ print(e.kind) }}\n\
+             try {{ lb.cmd(\"prompt\") }} catch (e) {{ print(e.kind) }}\n\
+             print(lb.weight(\"web_servers/web1\"));",
+            sock(&lb)
+        ))
+        .run()
+        .success()
+        .stdout_is("1 (initial 1)\n\n\ntrue\nunknown_command\nusage\n5\n");
+    assert_eq!(lb.weight("web2"), 6);
+}
+
+#[test]
+fn wait_status_times_out_with_the_status_seen_last() {
+    let lb = Lb::start();
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\", #{{interval: 0.05}});\n\
+             lb.disable(\"web_servers/web1\");\n\
+             lb.wait_status(\"web_servers/web1\", \"UP\", 0.3);",
+            sock(&lb)
+        ))
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "{}: web_servers/web1: status still MAINT after 0.3s (waiting for status UP)",
+            sock(&lb)
+        ));
+}
+
+#[test]
+fn example_scripts_run_against_a_real_haproxy() {
+    let lb = Lb::start();
+    let run = |script: &str, extra: &[&str]| {
+        let mut args: Vec<String> = vec!["play".into(), script_path(script)];
+        args.extend(lb.params());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Test::new().args(&args).run().success()
+    };
+    let out = run("status.rhai", &[]);
+    for needle in ["web_servers", "web1", "backup", "static_servers", "UP"] {
+        assert!(
+            out.stdout.contains(needle),
+            "status lacks {needle}:\n{}",
+            out.stdout
+        );
+    }
+
+    let out = run("weights.rhai", &[]);
+    let web1: usize = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("web1"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count for web1:\n{}", out.stdout));
+    assert!((95..=105).contains(&web1), "{}", out.stdout);
+    assert_eq!(lb.weight("web1"), 10);
+
+    run("maintenance.rhai", &[])
+        .stdout_has("backup")
+        .stderr_lacks("warning");
+    assert!(lb
+        .raw("show stat web_servers 4 -1")
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .all(|l| !l.contains("MAINT")));
+    let counts = distribution(lb.front, 22);
+    assert!(!counts.contains_key("backup"), "{counts:?}");
+}
+
+#[test]
+fn doc_lists_the_haproxy_functions() {
+    let out = Test::new().args(&["doc", "haproxy"]).run().success();
+    for needle in [
+        "haproxy(socket: string)",
+        "set_weight(lb: Haproxy, server: string, weight: int)",
+        "wait_drained(",
+        "wait_status(",
+        "servers(lb: Haproxy, backend: string) -> array",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "runner doc haproxy lacks {needle}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+// rolling::upgrade (stdlib/rolling.rhai) against the real haproxy.
+
+/// The status column of `show stat` for `web_servers/<server>`, read without runner.
+fn status(lb: &Lb, server: &str) -> String {
+    let stat = lb.raw("show stat");
+    let header: Vec<&str> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let col = header.iter().position(|h| *h == "status").unwrap();
+    stat.lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f[0] == "web_servers" && f[1] == server)
+        .map(|f| f[col].to_string())
+        .unwrap_or_else(|| panic!("no web_servers/{server} in show stat"))
+}
+
+/// Kills the daemonized busybox httpd a redeploy started on `port`, when the test ends.
+struct KillHttpd(Vec<u16>);
+
+impl Drop for KillHttpd {
+    fn drop(&mut self) {
+        for port in &self.0 {
+            let _ = Command::new("pkill")
+                .args(["-f", &format!("busybox httpd -p 127.0.0.1:{port} ")])
+                .status();
+        }
+    }
+}
+
+/// A rolling upgrade whose redeploy really stops each backend's httpd, replaces its page and starts
+/// a new one: `roots` maps server name to (port, web root).
+fn rolling_script(lb: &Lb, servers: &str, opts: &str, roots: &[(&str, u16, &Path)]) -> String {
+    let table: Vec<String> = roots
+        .iter()
+        .map(|(n, p, r)| format!("{n}: #{{port: {p}, root: \"{}\"}}", r.display()))
+        .collect();
+    format!(
+        "import \"rolling\" as rolling;\n\
+         let lb = haproxy(\"{sock}\");\n\
+         let backends = #{{{table}}};\n\
+         let h = local();\n\
+         rolling::upgrade(lb, \"web_servers\", {servers}, {opts}, |server| {{\n\
+         \x20   let b = backends[server];\n\
+         \x20   let pattern = `busybox httpd.* -p 127.0.0.1:${{b.port}}( |$)`;\n\
+         \x20   h.run([\"pkill\", \"-f\", pattern], #{{check: false}});\n\
+         \x20   wait_until(5, || h.run([\"pgrep\", \"-f\", pattern], #{{check: false, read_only: true}}).code != 0);\n\
+         \x20   h.write_file(`${{b.root}}/index.html`, `${{server}} v2`);\n\
+         \x20   h.run([\"busybox\", \"httpd\", \"-p\", `127.0.0.1:${{b.port}}`, \"-h\", b.root]);\n\
+         }});\n",
+        sock = sock(lb),
+        table = table.join(", "),
+    )
+}
+
+#[test]
+fn rolling_upgrade_restarts_every_backend_under_traffic_with_zero_failed_requests() {
+    // retries 0: a request HAProxy sends to a stopped backend fails; only draining first avoids it.
+    let lb = Lb::start_with(LbOptions {
+        retries: Some(0),
+        ..Default::default()
+    });
+    let (p1, p2) = (lb.web1.port, lb._others[0].port);
+    let _cleanup = KillHttpd(vec![p1, p2]);
+    let roots = [
+        ("web1", p1, lb.web1.root.path()),
+        ("web2", p2, lb._others[0].root.path()),
+    ];
+    let traffic = Traffic::start(lb.front);
+    traffic.wait_past(0, 20);
+    let out = Test::new()
+        .script(&rolling_script(
+            &lb,
+            "[\"web1\", \"web2\"]",
+            "#{drain_timeout: 10}",
+            &roots,
+        ))
+        .args(&["--journal", "j.jsonl"])
+        .run()
+        .success()
+        .stderr_has("✓ Upgrading web_servers/web1")
+        .stderr_has("✓ Upgrading web_servers/web2");
+    let after = traffic.mark();
+    traffic.wait_past(after, 20);
+    let seen = traffic.stop();
+    let failed: Vec<_> = seen.iter().filter(|r| !matches!(r, Ok((200, _)))).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        seen.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let last: Vec<&str> = seen[after + 1..]
+        .iter()
+        .map(|r| r.as_ref().unwrap().1.as_str())
+        .collect();
+    assert!(
+        last.contains(&"web1 v2") && last.contains(&"web2 v2"),
+        "after the upgrade: {last:?}"
+    );
+    assert!(status(&lb, "web1").starts_with("UP") && status(&lb, "web2").starts_with("UP"));
+    let actions: Vec<String> = journal_lines(&out.path("j.jsonl"))
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    let pos = |a: &str| {
+        actions
+            .iter()
+            .position(|x| x.contains(a))
+            .unwrap_or_else(|| panic!("no {a} in {actions:?}"))
+    };
+    // One server at a time: web1 is back before web2 leaves.
+    assert!(
+        pos("web_servers/web1 state ready") < pos("web_servers/web2 state drain"),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn rolling_upgrade_stops_at_the_first_failure_and_leaves_only_that_server_out() {
+    let lb = Lb::start();
+    let out = Test::new()
+        .script(&format!(
+            "import \"rolling\" as rolling;\nlet lb = haproxy(\"{}\");\n\
+             rolling::upgrade(lb, \"web_servers\", [\"web1\", \"web2\"], #{{}}, |server| {{\n\
+             \x20   if server == \"web1\" {{ fail(\"image web:v2 missing\") }}\n}});\n",
+            sock(&lb)
+        ))
+        .args(&["--journal", "j.jsonl"])
+        .run()
+        .code(1)
+        .stderr_has("rolling upgrade stopped at web_servers/web1, left out of rotation (maintenance): image web:v2 missing")
+        .stderr_lacks("Upgrading web_servers/web2");
+    assert_eq!(status(&lb, "web1"), "MAINT");
+    assert!(status(&lb, "web2").starts_with("UP"));
+    let journal = journal_lines(&out.path("j.jsonl"));
+    assert!(
+        journal
+            .iter()
+            .all(|e| !e["action"].as_str().unwrap().contains("web2")),
+        "web2 must not be touched"
+    );
+    assert!(
+        journal.last().unwrap()["action"]
+            .as_str()
+            .unwrap()
+            .contains("web_servers/web1 state maint"),
+        "the journal ends with what was left: {journal:?}"
+    );
+}
+
+#[test]
+fn rolling_upgrade_keeps_a_server_that_fails_its_health_check_out_of_rotation() {
+    let lb = Lb::start();
+    Test::new()
+        .script(&format!(
+            "import \"rolling\" as rolling;\nlet lb = haproxy(\"{}\");\n\
+             rolling::upgrade(lb, \"web_servers\", [\"web1\", \"web2\"], #{{health: |s| false, health_timeout: 0.5}}, |server| {{}});\n",
+            sock(&lb)
+        ))
+        .run()
+        .code(1)
+        .stderr_has("rolling upgrade stopped at web_servers/web1")
+        .stderr_has("health check of web_servers/web1: still not done after 0.5s");
+    assert_eq!(status(&lb, "web1"), "MAINT");
+    assert!(status(&lb, "web2").starts_with("UP"));
+}
+
+#[test]
+fn rolling_upgrade_refuses_to_take_a_second_server_out() {
+    let lb = Lb::start();
+    lb.raw("set server web_servers/web2 state maint");
+    Test::new()
+        .script(&format!(
+            "import \"rolling\" as rolling;\nlet lb = haproxy(\"{}\");\n\
+             rolling::upgrade(lb, \"web_servers\", [\"web1\"], #{{}}, |server| {{ fail(\"redeploy ran\") }});\n",
+            sock(&lb)
+        ))
+        .run()
+        .code(1)
+        .stderr_has("web_servers/web2 is MAINT, not UP; taking web1 out too would leave two servers out of rotation")
+        .stderr_lacks("error: redeploy ran");
+    assert!(
+        status(&lb, "web1").starts_with("UP"),
+        "web1 must be left alone"
+    );
+}
+
+#[test]
+fn rolling_upgrade_dry_run_changes_nothing() {
+    let lb = Lb::start();
+    let marker = lb.dir.path().join("redeployed");
+    Test::new()
+        .script(&format!(
+            "import \"rolling\" as rolling;\nlet lb = haproxy(\"{}\");\n\
+             rolling::upgrade(lb, \"web_servers\", [\"web1\", \"web2\"], #{{}}, |server| {{ local().write_file(\"{}\", server) }});\n",
+            sock(&lb),
+            marker.display()
+        ))
+        .args(&["--dry-run"])
+        .run()
+        .success()
+        .stderr_has("would set server web_servers/web1 state drain")
+        .stderr_has("would set server web_servers/web2 state ready");
+    assert!(!marker.exists());
+    assert!(status(&lb, "web1").starts_with("UP") && status(&lb, "web2").starts_with("UP"));
+}
+
+#[test]
+fn rolling_upgrade_rejects_an_unknown_option() {
+    let lb = Lb::start();
+    Test::new()
+        .script(&format!("import \"rolling\" as rolling;\nrolling::upgrade(haproxy(\"{}\"), \"web_servers\", [\"web1\"], #{{drain_timout: 5}}, |s| {{}});\n", sock(&lb)))
+        .run()
+        .code(1)
+        .stderr_has("unknown option `drain_timout`");
+    assert!(status(&lb, "web1").starts_with("UP"));
+}
