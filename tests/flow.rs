@@ -264,3 +264,51 @@ fn read_only_run_writes_no_journal() {
     let out = Test::new().script("print(1);").run().success();
     assert!(!out.path("state/runner").exists());
 }
+
+#[test]
+fn second_sigint_exits_at_once_even_while_a_cleanup_runs() {
+    let (mut child, _dir) = Test::new()
+        .script(
+            "defer(|| { step(\"slow cleanup\"); sleep(30); });\nstep(\"waiting\");\nsleep(30);\n",
+        )
+        .spawn();
+    let _stderr = wait_for_stderr(&mut child, "waiting");
+    unsafe_kill(child.id(), "INT");
+    // The first Ctrl-C ends the sleep and starts the cleanup, which sleeps in turn.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the cleanup must get its chance to run"
+    );
+    let sent = Instant::now();
+    unsafe_kill(child.id(), "INT");
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        sent.elapsed()
+    );
+}
+
+#[test]
+fn parallel_closures_may_use_captured_handles_and_closures_concurrently() {
+    // Captured variables are shared values in Rhai; two threads calling a method on the same one
+    // would be refused as a data race. parallel gives each call its own copy.
+    let out = Test::new()
+        .script(
+            "let l = local();\n\
+             let check = |x| l.run(`sleep 0.3; echo ${x}`).stdout;\n\
+             let seen = [];\n\
+             let r = parallel([1, 2, 3, 4], 4, |i| { seen.push(i); check.call(i) });\n\
+             print(r);\n\
+             print(seen.len());\n",
+        )
+        .run()
+        .success()
+        .stdout_is("[\"1\\n\", \"2\\n\", \"3\\n\", \"4\\n\"]\n0\n");
+    assert!(
+        out.elapsed < Duration::from_millis(1100),
+        "not concurrent: {:?}",
+        out.elapsed
+    );
+}

@@ -366,3 +366,20 @@ fn remote_command_killed_by_a_signal_is_its_own_error() {
         .success()
         .stdout_is(&format!("signal\n{}: `kill -9 $$` was killed by a signal\n", sshd.spec()));
 }
+
+#[test]
+fn concurrent_commands_on_one_host_stay_within_sshds_max_sessions() {
+    // sshd allows 10 sessions per connection (MaxSessions 10); 20 at once must queue, not fail.
+    let sshd = Sshd::start();
+    let out = Test::new()
+        .script(&format!(
+            "let h = {};\nlet ids = [];\nfor i in 0..20 {{ ids.push(i) }}\nlet r = parallel(ids, 20, |i| h.run(`sleep 0.3; echo ${{i}}`).stdout);\nprint(r.len());\n",
+            sshd.handle()
+        ))
+        .run()
+        .success()
+        .stdout_is("20\n");
+    // 20 x 0.3 s at most 8 at a time: at least 3 waves.
+    assert!(out.elapsed.as_secs_f64() >= 0.9, "{:?}", out.elapsed);
+    assert_eq!(sshd.accepted(), 1);
+}

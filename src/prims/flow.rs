@@ -18,6 +18,38 @@ fn f_bool(
     })
 }
 
+/// A copy of `v` that shares no lock with the original: captured variables of a closure are shared
+/// values, and Rhai refuses (data race) to call a method on one that another thread is using. Each
+/// `parallel` thread gets its own copies; handles hold their connections behind an `Arc`, so the
+/// copies still share them. Nested closures, arrays and maps are copied the same way.
+fn unshare(v: &rhai::Dynamic, depth: usize) -> rhai::Dynamic {
+    let v = v.flatten_clone();
+    if depth == 0 {
+        return v;
+    }
+    if let Some(f) = v.read_lock::<rhai::FnPtr>().map(|f| f.clone()) {
+        let mut f = f;
+        let curry: Vec<rhai::Dynamic> = f.curry().iter().map(|c| unshare(c, depth - 1)).collect();
+        f.set_curry(curry);
+        return rhai::Dynamic::from(f);
+    }
+    if let Some(a) = v.read_lock::<rhai::Array>().map(|a| {
+        a.iter()
+            .map(|x| unshare(x, depth - 1))
+            .collect::<rhai::Array>()
+    }) {
+        return rhai::Dynamic::from_array(a);
+    }
+    if let Some(m) = v.read_lock::<rhai::Map>().map(|m| {
+        m.iter()
+            .map(|(k, x)| (k.clone(), unshare(x, depth - 1)))
+            .collect::<rhai::Map>()
+    }) {
+        return rhai::Dynamic::from_map(m);
+    }
+    v
+}
+
 /// How an item is named in messages: a host by its name, anything else as printed.
 fn label(item: &rhai::Dynamic) -> String {
     match item.read_lock::<crate::prims::host::Host>() {
@@ -216,6 +248,9 @@ pub mod flow_api {
     /// results in input order. When an item fails, no new item starts; once the running ones have
     /// finished, the call throws naming every failed item.
     ///
+    /// Each call gets its own copy of the variables the closure captures (handles still share their
+    /// connections): return results rather than changing a captured variable.
+    ///
     /// ```rhai
     /// let codes = parallel(hosts("web"), 5, |h| h.run("systemctl is-active nginx").stdout);
     /// ```
@@ -233,6 +268,9 @@ pub mod flow_api {
         let workers = (limit as usize).min(n);
         let store = ctx.store_data();
         let engine = ctx.engine();
+        let mut f = f;
+        let captured: Vec<Dynamic> = f.curry().iter().map(|c| super::unshare(c, 8)).collect();
+        f.set_curry(captured);
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let results: Vec<Mutex<Option<Res<Dynamic>>>> = (0..n).map(|_| Mutex::new(None)).collect();
