@@ -11,17 +11,6 @@ use crate::error::{Error, Failure};
 use crate::prims::host::{apply_ssh_options, Host, Transport};
 use crate::prims::ssh::SshTarget;
 
-/// Connection options an inventory may set (the rest of a host's keys are its variables).
-const CONNECTION_KEYS: &[&str] = &[
-    "user",
-    "port",
-    "key",
-    "known_hosts",
-    "known_hosts_file",
-    "connect_timeout",
-    "jump",
-];
-
 /// One host of an inventory.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -193,7 +182,7 @@ fn split(
         match key {
             "address" => *address = v.as_str().map(str::to_string),
             "connection" => *local = Some(v.as_str() == Some("local")),
-            k if CONNECTION_KEYS.contains(&k) => {
+            k if crate::prims::ssh::OPTIONS.contains(&k) => {
                 conn.insert(k.into(), to_dynamic(v));
             }
             _ => {

@@ -976,19 +976,7 @@ pub mod host_api {
 /// Apply the options of `ssh(host, #{...})` (and of inventory entries) to a target.
 pub fn apply_ssh_options(target: &mut SshTarget, options: Map, spec: &str) -> Result<(), Failure> {
     use crate::prims::ssh::HostKeyCheck;
-    let o = Opts::new(
-        options,
-        &[
-            "user",
-            "port",
-            "key",
-            "known_hosts",
-            "known_hosts_file",
-            "connect_timeout",
-            "jump",
-        ],
-        spec,
-    )?;
+    let o = Opts::new(options, crate::prims::ssh::OPTIONS, spec)?;
     if let Some(u) = o.string("user")? {
         target.user = Some(u);
     }

@@ -16,6 +16,17 @@ use crate::error::Failure;
 /// Concurrent commands per connection: below sshd's default MaxSessions (10).
 pub const SESSIONS_PER_HOST: usize = 8;
 
+/// The connection options of `ssh(host, #{...})` and of inventory entries.
+pub const OPTIONS: &[&str] = &[
+    "user",
+    "port",
+    "key",
+    "known_hosts",
+    "known_hosts_file",
+    "connect_timeout",
+    "jump",
+];
+
 /// How the server's host key is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HostKeyCheck {
