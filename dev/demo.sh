@@ -67,9 +67,28 @@ touch "$demo/stop"
 load_status=0
 wait "$load_pid" || load_status=$?
 
-echo "== load generator"
+echo "== load generator during the runner upgrade"
 cat "$demo/load.out"
-echo "== versions served now"
+
+echo "== for contrast: the same load while each backend is restarted without being taken out first"
+echo "   (what a bare 'ssh \$i docker restart' loop does)"
+rm -f "$demo/stop"
+"$RUNNER" play scripts/load.rhai -q -p url="http://127.0.0.1:$front/" -p workers=4 -p seconds=60 \
+    -p stop_file="$demo/stop" > "$demo/naive.out" 2>&1 &
+naive_pid=$!
+sleep 1
+for n in 1 2 3; do
+    addr=$(grep -o "server web$n [0-9.:]*" "$demo/haproxy.cfg" | cut -d' ' -f3)
+    pkill -f "busybox httpd -p $addr " || true
+    while pgrep -f "busybox httpd -p $addr " >/dev/null; do sleep 0.01; done
+    echo "web$n v3" > "$demo/web$n/index.html"
+    busybox httpd -p "$addr" -h "$demo/web$n"
+    sleep 1
+done
+touch "$demo/stop"
+wait "$naive_pid" || true
+grep "^load:" "$demo/naive.out"
+echo "== versions served now (v3 from the contrast run)"
 for _ in 1 2 3; do curl -s "http://127.0.0.1:$front/"; done
 echo "== journal ($demo/journal.jsonl)"
 python3 -c 'import json,sys

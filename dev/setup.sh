@@ -8,6 +8,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have haproxy || need+=(haproxy)
 have socat || need+=(socat)
 have curl || need+=(curl)
+have python3 || need+=(python3)
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx httpd || need+=(busybox-static)
 have nginx || need+=(nginx-light)
 have sshd || need+=(openssh-server)
