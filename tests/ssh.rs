@@ -383,3 +383,23 @@ fn concurrent_commands_on_one_host_stay_within_sshds_max_sessions() {
     assert!(out.elapsed.as_secs_f64() >= 0.9, "{:?}", out.elapsed);
     assert_eq!(sshd.accepted(), 1);
 }
+
+#[test]
+fn server_that_never_answers_fails_at_the_connect_timeout() {
+    // Accepts TCP connections and never sends the SSH banner, like a hung sshd.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for c in listener.incoming().flatten() {
+            conns.push(c);
+        }
+    });
+    let out = Test::new()
+        .script(&format!("ssh(\"{SSH_USER}@127.0.0.1:{port}\", #{{known_hosts: \"off\", connect_timeout: 1}}).run(\"true\");"))
+        .run()
+        .code(1)
+        .stderr_has(&format!("{SSH_USER}@127.0.0.1:{port}: ssh: connection timed out"));
+    assert!(out.elapsed.as_secs() < 8, "took {:?}", out.elapsed);
+    assert!(ssh_clients(port).is_empty());
+}

@@ -13,6 +13,9 @@ use tokio::sync::Semaphore;
 
 use crate::error::Failure;
 
+/// How long the TCP connect and the SSH banner may take, unless `connect_timeout` says otherwise.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Concurrent commands per connection: below sshd's default MaxSessions (10).
 pub const SESSIONS_PER_HOST: usize = 8;
 
@@ -128,7 +131,7 @@ impl SshTarget {
                 HostKeyCheck::AcceptNew => KnownHosts::Add,
                 HostKeyCheck::Off => KnownHosts::Accept,
             })
-            .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(10)))
+            .connect_timeout(self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
             .server_alive_interval(Duration::from_secs(15));
         if let Some(u) = &self.user {
             b.user(u.clone());
@@ -206,11 +209,27 @@ impl Pool {
             return Ok(c.clone());
         }
         let dir = self.control_dir()?.to_path_buf();
-        let session = target
-            .builder(&dir)
-            .connect_mux(&target.address)
-            .await
-            .map_err(|e| connect_failure(name, target, &e))?;
+        // ssh's ConnectTimeout covers the TCP connect and the banner; this also bounds a key
+        // exchange or an authentication that stalls.
+        let limit =
+            target.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT) + Duration::from_secs(10);
+        let session =
+            match tokio::time::timeout(limit, target.builder(&dir).connect_mux(&target.address))
+                .await
+            {
+                Ok(r) => r.map_err(|e| connect_failure(name, target, &e))?,
+                Err(_) => {
+                    return Err(Failure::new(
+                        "connect_timeout",
+                        name,
+                        format!(
+                            "{}: ssh: no working connection after {}",
+                            target.display(),
+                            crate::error::fmt_secs(limit.as_secs_f64())
+                        ),
+                    ))
+                }
+            };
         self.sockets
             .lock()
             .unwrap()
