@@ -121,3 +121,23 @@ fn host_handle_has_a_name_and_vars() {
         .success()
         .stdout_is("local\n#{}\nlocal\n");
 }
+
+#[test]
+fn timeout_stops_the_commands_children_too() {
+    // `sh -c` runs sleep as its child: killing only the shell would leave the sleep behind.
+    Test::new()
+        .script("try { local().run(\"sleep 41.7; echo done\", #{timeout: 0.3}) } catch (e) { print(e.kind) }")
+        .run()
+        .success()
+        .stdout_is("timeout\n");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 41.7"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "left running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}

@@ -403,3 +403,46 @@ fn server_that_never_answers_fails_at_the_connect_timeout() {
     assert!(out.elapsed.as_secs() < 8, "took {:?}", out.elapsed);
     assert!(ssh_clients(port).is_empty());
 }
+
+#[test]
+fn remote_command_that_times_out_is_stopped_on_the_host() {
+    let sshd = Sshd::start();
+    Test::new()
+        .script(&format!(
+            "let h = {};\ntry {{ h.run(\"sleep 43.1 && echo late\", #{{timeout: 0.5}}) }} catch (e) {{ print(e.kind) }}\nprint(h.run(\"echo still usable\").stdout);\n",
+            sshd.handle()
+        ))
+        .run()
+        .success()
+        .stdout_is("timeout\nstill usable\n\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let left = std::process::Command::new("pgrep")
+            .args(["-u", SSH_USER, "-f", "sleep 43.1"])
+            .output()
+            .unwrap();
+        if left.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left running on the host: {}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    sshd.assert_no_clients_left();
+}
+
+#[test]
+fn remote_stderr_does_not_show_runners_pid_marker() {
+    let sshd = Sshd::start();
+    Test::new()
+        .script(&format!(
+            "let r = {}.run(\"echo err >&2\");\nprint(r.stderr);\n",
+            sshd.handle()
+        ))
+        .run()
+        .success()
+        .stdout_is("err\n\n");
+}

@@ -409,6 +409,8 @@ async fn exec_local(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so that a timeout or Ctrl-C stops the command's children too.
+        .process_group(0)
         .kill_on_drop(true);
     for (k, v) in &o.env {
         c.env(k, v);
@@ -435,12 +437,16 @@ async fn exec_local(
             ))
         }
     };
+    let mut guard = StopOnDrop::new(StopTarget::Local(child.id()));
     let (stdout, stderr) = drive(
         run,
         host,
-        child.stdin.take(),
-        child.stdout.take().unwrap(),
-        child.stderr.take().unwrap(),
+        Pipes {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().unwrap(),
+            stderr: child.stderr.take().unwrap(),
+            pid: None,
+        },
         input,
         sink,
     )
@@ -449,6 +455,7 @@ async fn exec_local(
         .wait()
         .await
         .map_err(|e| Failure::new("exec", host, format!("{host}: `{shown}`: {e}")))?;
+    guard.disarm();
     use std::os::unix::process::ExitStatusExt;
     Ok(Output {
         code: status.code().map(i64::from).unwrap_or(-1),
@@ -490,7 +497,9 @@ async fn exec_ssh(
     input: &Input,
     sink: &Sink,
 ) -> Result<Output, Failure> {
-    let line = remote_line(cmd, o);
+    // The login shell reports its pid first: sshd made it a session leader, so its process group
+    // is the whole command, which a timeout or Ctrl-C then stops (closing the channel does not).
+    let line = format!("echo {PID_MARK}$$ >&2; {}", remote_line(cmd, o));
     let shown = cmd.display();
     // A master that died since the last command (idle timeout, sshd restart) is reopened once; the
     // command has not started when spawning fails, so trying again cannot run it twice.
@@ -528,12 +537,20 @@ async fn exec_ssh(
                 ))
             }
         };
+        let pid = std::sync::Mutex::new(None);
+        let mut guard = StopOnDrop::new(StopTarget::Remote(
+            conn.session.control_socket().to_path_buf(),
+            &pid,
+        ));
         let (stdout, stderr) = drive(
             run,
             host,
-            child.stdin().take(),
-            child.stdout().take().unwrap(),
-            child.stderr().take().unwrap(),
+            Pipes {
+                stdin: child.stdin().take(),
+                stdout: child.stdout().take().unwrap(),
+                stderr: child.stderr().take().unwrap(),
+                pid: Some(&pid),
+            },
             input,
             sink,
         )
@@ -554,6 +571,7 @@ async fn exec_ssh(
                 ))
             }
         };
+        guard.disarm();
         return Ok(Output {
             code,
             signal,
@@ -563,14 +581,83 @@ async fn exec_ssh(
     }
 }
 
+/// A running command's pipes; `pid` receives the remote shell's pid from its stderr.
+struct Pipes<'p, W, R1, R2> {
+    stdin: Option<W>,
+    stdout: R1,
+    stderr: R2,
+    pid: Option<&'p std::sync::Mutex<Option<u32>>>,
+}
+
+/// What the remote shell prints first on stderr, followed by its pid.
+const PID_MARK: &str = "runner-pid:";
+
+/// Stops a command that did not finish (its future was dropped: a timeout or Ctrl-C): TERM to its
+/// whole process group. Disarmed once the command has exited.
+struct StopOnDrop<'a> {
+    target: StopTarget<'a>,
+    armed: bool,
+}
+
+enum StopTarget<'a> {
+    /// The pid of a local child that leads its own process group.
+    Local(Option<u32>),
+    /// The control socket of the connection, and the pid of the remote session leader once known.
+    Remote(PathBuf, &'a std::sync::Mutex<Option<u32>>),
+}
+
+impl<'a> StopOnDrop<'a> {
+    fn new(target: StopTarget<'a>) -> Self {
+        StopOnDrop {
+            target,
+            armed: true,
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match &self.target {
+            StopTarget::Local(Some(pid)) => {
+                use nix::sys::signal::{killpg, Signal};
+                let _ = killpg(nix::unistd::Pid::from_raw(*pid as i32), Signal::SIGTERM);
+            }
+            StopTarget::Local(None) => {}
+            StopTarget::Remote(socket, pid) => {
+                if let Some(pid) = *pid.lock().unwrap() {
+                    // Through the same master: a new channel, no new connection.
+                    let _ = std::process::Command::new("ssh")
+                        .arg("-S")
+                        .arg(socket)
+                        .args([
+                            "-o",
+                            "BatchMode=yes",
+                            "runner-master",
+                            &format!("kill -s TERM -- -{pid} 2>/dev/null"),
+                        ])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+    }
+}
+
 /// Feed the input, collect or stream the output, and with `-v` show each line live, prefixed with
 /// the host name.
 async fn drive<W, R1, R2>(
     run: &Run,
     host: &str,
-    stdin: Option<W>,
-    stdout: R1,
-    stderr: R2,
+    pipes: Pipes<'_, W, R1, R2>,
     input: &Input,
     sink: &Sink,
 ) -> Result<(String, String), Failure>
@@ -579,6 +666,12 @@ where
     R1: AsyncRead + Unpin + Send,
     R2: AsyncRead + Unpin + Send,
 {
+    let Pipes {
+        stdin,
+        stdout,
+        stderr,
+        pid,
+    } = pipes;
     let io =
         |what: &str, e: std::io::Error| Failure::new("io", host, format!("{host}: {what}: {e}"));
     let live = run.report.verbosity() > 0;
@@ -605,7 +698,7 @@ where
     };
     let out = async {
         match sink {
-            Sink::Capture => collect(stdout, live.then_some((run, host)))
+            Sink::Capture => collect(stdout, live.then_some((run, host)), None)
                 .await
                 .map_err(|e| io("reading output", e)),
             Sink::File(p) => {
@@ -624,7 +717,7 @@ where
         }
     };
     let err = async {
-        collect(stderr, live.then_some((run, host)))
+        collect(stderr, live.then_some((run, host)), pid)
             .await
             .map_err(|e| io("reading error output", e))
     };
@@ -634,9 +727,11 @@ where
 }
 
 /// Read a stream to the end as text, showing each line as it comes when `live` is set.
+/// With `pid`, the line that carries the remote shell's pid is taken out and its pid stored.
 async fn collect<R: AsyncRead + Unpin>(
     r: R,
     live: Option<(&Run, &str)>,
+    pid: Option<&std::sync::Mutex<Option<u32>>>,
 ) -> std::io::Result<String> {
     let mut reader = BufReader::new(r);
     let mut all = Vec::new();
@@ -644,6 +739,18 @@ async fn collect<R: AsyncRead + Unpin>(
         let start = all.len();
         if reader.read_until(b'\n', &mut all).await? == 0 {
             break;
+        }
+        if let Some(slot) = pid.filter(|p| p.lock().unwrap().is_none()) {
+            let line = String::from_utf8_lossy(&all[start..]);
+            if let Some(n) = line
+                .trim_end()
+                .strip_prefix(PID_MARK)
+                .and_then(|n| n.parse().ok())
+            {
+                *slot.lock().unwrap() = Some(n);
+                all.truncate(start);
+                continue;
+            }
         }
         if let Some((run, host)) = live {
             let line = String::from_utf8_lossy(&all[start..]);
