@@ -327,3 +327,21 @@ fn quiet_hides_steps_and_info_but_not_errors() {
         .stderr_lacks("chatty")
         .stderr_has("boom");
 }
+
+#[test]
+fn every_shipped_script_and_stdlib_module_passes_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["scripts", "stdlib"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "rhai") {
+                files.push(e.path().display().to_string());
+            }
+        }
+    }
+    assert!(files.len() >= 9, "{files:?}");
+    let mut args = vec!["check"];
+    args.extend(files.iter().map(String::as_str));
+    let out = Test::new().args(&args).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
