@@ -100,8 +100,15 @@ impl Runner {
                 .name("script".into())
                 .stack_size(16 << 20)
                 .spawn_scoped(s, || {
-                    let result = engine.eval_ast::<Dynamic>(&ast);
-                    let cleanup_ok = run_defers(&run, &engine);
+                    // A panic in a primitive is a bug; it still must not skip the cleanups.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        engine.eval_ast::<Dynamic>(&ast)
+                    }))
+                    .unwrap_or_else(|panic| Err(internal_error(panic)));
+                    let cleanup_ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_defers(&run, &engine)
+                    }))
+                    .unwrap_or(false);
                     (result, cleanup_ok)
                 })
                 .expect("a thread for the script")
@@ -118,8 +125,12 @@ impl Runner {
                 .info(&format!("journal: {}", run.journal.path().display()));
         }
         if run.interrupted() {
+            let at = match &result {
+                Err(e) => render_error(e, source, &run.sources),
+                Ok(_) => "error: interrupted".to_string(),
+            };
             run.report.error(
-                "error: interrupted; deferred cleanups ran",
+                &format!("{at}\n  = deferred cleanups ran"),
                 json!({"exit_code": 130}),
             );
             return Err(Error::Interrupted);
@@ -148,6 +159,21 @@ impl Runner {
             }
         }
     }
+}
+
+/// A panic caught from the script thread, as a script error.
+fn internal_error(panic: Box<dyn std::any::Any + Send>) -> Box<EvalAltResult> {
+    let what = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    Failure::new(
+        "internal",
+        "runner",
+        format!("internal error (a bug in runner, please report it): {what}"),
+    )
+    .into()
 }
 
 /// Run the deferred closures, last first. Returns false if any failed (each failure is a warning).
