@@ -61,13 +61,19 @@ impl Journal {
     ) -> std::io::Result<()> {
         let mut guard = self.file.lock().unwrap();
         if guard.is_none() {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
+            // Private: commands, paths and hosts of a run are nobody else's business.
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)?;
             }
             *guard = Some(
                 OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(0o600)
                     .open(&self.path)?,
             );
         }

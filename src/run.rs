@@ -16,6 +16,11 @@ use crate::journal::Journal;
 use crate::report::Reporter;
 use crate::resolver::Sources;
 
+thread_local! {
+    /// The deadline of the innermost `poll` running on this thread.
+    static WAIT_DEADLINE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
 /// What the command line decided for this run.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -122,12 +127,30 @@ impl Run {
         if token.is_cancelled() {
             return Err(Failure::interrupted(target));
         }
+        // Inside a wait (`poll`), an operation gets at most the time the wait has left; cut short by
+        // it, it fails with kind "deadline", which the wait turns into its own timeout.
+        let (timeout, by_wait) = match WAIT_DEADLINE.get() {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match timeout {
+                    Some(t) if t <= left => (Some(t), false),
+                    _ => (Some(left), true),
+                }
+            }
+            None => (timeout, false),
+        };
         self.rt.block_on(async {
             let limited = async {
                 match timeout {
                     Some(t) => tokio::time::timeout(t, fut)
                         .await
-                        .unwrap_or_else(|_| Err(Failure::timeout(target, what, t.as_secs_f64()))),
+                        .unwrap_or_else(|_| {
+                        Err(if by_wait {
+                            Failure::new("deadline", target, format!("{target}: {what} cut short: the wait around it ran out of time"))
+                        } else {
+                            Failure::timeout(target, what, t.as_secs_f64())
+                        })
+                    }),
                     None => fut.await,
                 }
             };
@@ -146,8 +169,10 @@ impl Run {
         })
     }
 
-    /// Poll `probe` every `interval` until it returns Some, or fail after `timeout` with the
-    /// description of the last observation (`probe` returns Err(observation) while waiting).
+    /// Poll `probe` every `interval` until it returns Ok(Ok(value)), or fail after `timeout` with the
+    /// description of the last observation (`probe` returns Ok(Err(observation)) while waiting).
+    /// Operations inside `probe` get at most the time left (see `block_on`); a probe that treats
+    /// errors as observations must pass kind "deadline" (and "interrupted") through as errors.
     pub fn poll<T>(
         &self,
         target: &str,
@@ -157,11 +182,21 @@ impl Run {
         mut probe: impl FnMut() -> Result<Result<T, String>, Failure>,
     ) -> Result<T, Failure> {
         let deadline = std::time::Instant::now() + timeout;
+        let mut last = String::from("nothing yet");
         loop {
-            let last = match probe()? {
-                Ok(v) => return Ok(v),
-                Err(observed) => observed,
-            };
+            // Probes run under the wait's deadline (see block_on); an outer wait's deadline stays
+            // if it is earlier.
+            let outer = WAIT_DEADLINE.get();
+            WAIT_DEADLINE.set(Some(outer.map_or(deadline, |o| o.min(deadline))));
+            let observed = probe();
+            WAIT_DEADLINE.set(outer);
+            match observed {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(seen)) => last = seen,
+                // A probe cut short by this wait's deadline: the wait itself timed out.
+                Err(e) if e.kind == "deadline" && std::time::Instant::now() >= deadline => {}
+                Err(e) => return Err(e),
+            }
             let now = std::time::Instant::now();
             if now >= deadline {
                 return Err(Failure::new(

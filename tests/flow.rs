@@ -312,3 +312,47 @@ fn parallel_closures_may_use_captured_handles_and_closures_concurrently() {
         out.elapsed
     );
 }
+
+#[test]
+fn a_wait_ends_at_its_timeout_even_when_a_check_inside_it_hangs() {
+    let out = Test::new()
+        .script("wait_until(0.5, || local().run(\"sleep 7.3; true\", #{read_only: true}).code == 0, #{what: \"the slow check\"});")
+        .run()
+        .code(1)
+        .stderr_has("the slow check: still not done after 0.5s");
+    assert!(
+        out.elapsed < Duration::from_secs(3),
+        "took {:?}",
+        out.elapsed
+    );
+}
+
+#[test]
+fn the_journal_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let out = Test::new().script("local().run(\"true\");").run().success();
+    let dir = out.path("state/runner/runs");
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::metadata(file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn an_absurd_duration_is_a_usage_error_not_a_crash() {
+    Test::new()
+        .script("sleep(1e20);")
+        .run()
+        .code(1)
+        .stderr_has("sleep: the duration of 100000000000000000000 seconds is more than a year");
+}

@@ -232,6 +232,10 @@ pub mod flow_api {
             || match super::f_bool(&ctx, &condition) {
                 Ok(true) => Ok(Ok(())),
                 Ok(false) => Ok(Err("false".into())),
+                // An operation of the condition cut short by this wait's deadline: the wait timed out.
+                Err(e) if crate::error::error_kind(&e).as_deref() == Some("deadline") => {
+                    Err(Failure::new("deadline", "wait_until", ""))
+                }
                 Err(e) => {
                     failure = Some(e);
                     Err(Failure::new("script", "wait_until", ""))

@@ -142,7 +142,7 @@ pub mod http_api {
                     ))),
                     _ => Ok(Ok(r)),
                 },
-                Err(e) if e.kind == "interrupted" => Err(e),
+                Err(e) if e.kind == "interrupted" || e.kind == "deadline" => Err(e),
                 Err(e) => Ok(Err(e.message)),
             }
         })?;

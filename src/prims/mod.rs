@@ -65,8 +65,18 @@ pub fn seconds(v: &Dynamic, target: &str, what: &str) -> Result<Duration, Failur
             format!("{target}: {what} must be zero or more seconds, not {secs}"),
         ));
     }
+    // A year is longer than any operation of a playbook; larger values overflow a Duration.
+    if secs > MAX_SECONDS {
+        return Err(Failure::usage(
+            target,
+            format!("{target}: {what} of {secs} seconds is more than a year"),
+        ));
+    }
     Ok(Duration::from_secs_f64(secs))
 }
+
+/// The longest duration a script may give.
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 
 /// The trailing `#{...}` options of a call. Unknown keys are an error: a typo such as `timout`
 /// must not silently fall back to a default.
