@@ -554,7 +554,7 @@ fn stop_start_restart_exec_and_logs_act_on_the_container() {
         .run()
         .success()
         .stdout_is(&format!(
-            "{IMAGE} v1\n\n4\nfalse\ntrue\nhello from the container\n\nlocal: docker exec {name} `sh -c 'echo failing >&2; exit 5'` exited with code 5:\nfailing\n"
+            "{IMAGE} v1\n\n4\nfalse\ntrue\nhello from the container\n\nlocal: `docker exec {name} sh -c 'echo failing >&2; exit 5'` exited with code 5:\nfailing\n"
         ));
 }
 
@@ -577,6 +577,201 @@ fn rm_of_an_absent_container_is_not_an_error_but_stop_is() {
         .code(1)
         .stdout_is("false\nfalse\nnot_found\n")
         .stderr_has(&format!("local: docker stop {name}: no such container"));
+}
+
+/// The shortest prefix (4 characters or more) of the id of container `id` that docker resolves to
+/// that container and that no container has as its name: what a hex-only name such as `cafe` can
+/// silently mean to docker.
+fn id_prefix_naming_no_container(id: &str) -> String {
+    (4..id.len())
+        .map(|n| id[..n].to_string())
+        .find(|p| {
+            let names = docker_ok(&[
+                "ps",
+                "--all",
+                "--filter",
+                &format!("name={p}"),
+                "--format",
+                "{{.Names}}",
+            ]);
+            let resolved = docker(&["container", "inspect", "--format", "{{.Id}}", p]);
+            !names.lines().any(|n| n == p) && String::from_utf8_lossy(&resolved.stdout).trim() == id
+        })
+        .expect("a prefix of the id that docker resolves to the container")
+}
+
+/// Containers carrying the label `runner.test.run=<value>`, removed by id when the test ends.
+struct Labelled(String);
+
+impl Drop for Labelled {
+    fn drop(&mut self) {
+        let ids = docker_ok(&[
+            "ps",
+            "--all",
+            "--quiet",
+            "--no-trunc",
+            "--filter",
+            &format!("label=runner.test.run={}", self.0),
+        ]);
+        for id in ids.lines() {
+            let _ = docker(&["rm", "-f", id]);
+        }
+    }
+}
+
+#[test]
+fn names_are_looked_up_exactly_never_as_prefixes_of_container_ids() {
+    let img = image("v1");
+    let c = Containers::new(1);
+    let name = c.name(0);
+    let id = docker_ok(&["run", "-d", "--name", name, &img]);
+    let prefix = id_prefix_naming_no_container(&id);
+    let label = format!("{name}-redeploy");
+    let _cleanup = Labelled(label.clone());
+    let out = Test::new()
+        .script(&format!(
+            r#"import "docker" as dk;
+               let d = docker();
+               print(d.exists("{prefix}"));
+               print(d.running("{prefix}"));
+               try {{ d.inspect("{prefix}") }} catch (e) {{ print(e.kind) }}
+               d.rm("{prefix}");
+               for verb in ["stop", "logs"] {{
+                   try {{ if verb == "stop" {{ d.stop("{prefix}") }} else {{ d.logs("{prefix}") }} }}
+                   catch (e) {{ print(e.kind) }}
+               }}
+               try {{ d.exec("{prefix}", "true", #{{check: false}}) }} catch (e) {{ print(e.kind) }}
+               // The full id and the exact name still mean the container.
+               print(d.exists("{id}"));
+               print(d.inspect("{id}").Name);
+               print(d.running("{name}"));
+               // A redeploy under that name finds no old container, removes nothing, and creates a
+               // container named exactly so.
+               let new_id = dk::redeploy(d, #{{image: "{img}", name: "{prefix}",
+                                             labels: #{{"runner.test.run": "{label}"}}, timeout: 10}});
+               print(new_id != "{id}");
+               print(d.inspect("{prefix}").Id == new_id);
+            "#
+        ))
+        .args(&["--journal", "j.jsonl"])
+        .run()
+        .success()
+        .stdout_is(&format!(
+            "false\nfalse\nnot_found\nnot_found\nnot_found\nnot_found\ntrue\n/{name}\ntrue\ntrue\ntrue\n"
+        ));
+    assert_eq!(
+        state(name),
+        format!("running {img}"),
+        "the container whose id starts with {prefix} is untouched"
+    );
+    let journal = journal_lines(&out.path("j.jsonl"));
+    assert!(
+        journal
+            .iter()
+            .any(|e| e["action"] == format!("docker rm {prefix}") && e["outcome"] == "ok"),
+        "{journal:?}"
+    );
+}
+
+#[test]
+fn exec_with_check_false_returns_the_commands_own_failure_but_docker_failures_throw() {
+    let img = image("v1");
+    let c = Containers::new(2);
+    let (name, stopped) = (c.name(0), c.name(1));
+    docker_ok(&["run", "-d", "--name", name, &img]);
+    docker_ok(&["create", "--name", stopped, &img]);
+    Test::new()
+        .script(&format!(
+            r#"let d = docker();
+               let r = d.exec("{name}", "echo nginx is not running >&2; exit 3", #{{check: false}});
+               print(`${{r.code}}: ${{r.stderr}}`);
+               r = d.exec("{name}", "echo no such container here >&2; exit 1", #{{check: false}});
+               print(`${{r.code}}: ${{r.stderr}}`);
+               print(d.exec("{name}", "nosuchcommand", #{{check: false}}).code);
+               print(d.exec("{name}", ["/bin/busybox", "sh", "-c", "exit 127"], #{{check: false}}).code);
+               try {{ d.exec("{name}", "exit 127") }} catch (e) {{ print(e.kind) }}
+               for c in ["{stopped}", "{name}-absent"] {{
+                   try {{ d.exec(c, "true", #{{check: false}}); print("no error") }}
+                   catch (e) {{ print(e.kind) }}
+               }}
+            "#
+        ))
+        .run()
+        .success()
+        .stdout_is("3: nginx is not running\n\n1: no such container here\n\n127\n127\nnot_found\nnot_running\nnot_found\n");
+    // No docker command on the PATH: docker's failure, not the command's exit code 127.
+    Test::new()
+        .script(&format!(
+            r#"docker().exec("{name}", "true", #{{check: false}});"#
+        ))
+        .env("PATH", "/nonexistent")
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "local: docker exec {name} `sh -c true`: the docker command is not installed on local"
+        ));
+}
+
+#[test]
+fn env_values_reach_the_container_but_never_the_journal_or_the_terminal() {
+    let img = image("v1");
+    let c = Containers::new(2);
+    let (name, bad) = (c.name(0), c.name(1));
+    let script = format!(
+        r#"let d = docker();
+           let spec = #{{image: "{img}", name: "{name}", env: #{{DB_PASSWORD: "hunter2"}},
+                        args: ["-e", "API_TOKEN=s3cret", "--env=SESSION_KEY=k3y"]}};
+           print(d.run_command(spec));
+           d.run(spec);
+           if !dry_run() {{
+               let env = d.inspect("{name}").Config.Env;
+               print(env.contains("DB_PASSWORD=hunter2") && env.contains("API_TOKEN=s3cret") && env.contains("SESSION_KEY=k3y"));
+               print(d.exec("{name}", "test \"$EXTRA\" = \"$SESSION_KEY\" && echo same", #{{env: #{{EXTRA: "k3y"}}}}).stdout);
+           }}
+           // A docker failure quotes the command: masked too.
+           spec.name = "{bad}";
+           spec.args = ["--memory", "bogus"];
+           try {{ d.run(spec) }} catch (e) {{ print(e.message) }}
+           try {{ d.exec("{name}", "exit 3", #{{env: #{{EXTRA: "k3y"}}}}) }} catch (e) {{ print(e.message) }}
+        "#
+    );
+    let secrets = ["hunter2", "s3cret", "k3y"];
+    for dry in [false, true] {
+        let _ = docker(&["rm", "-f", name]);
+        let mut args = vec!["--journal", "j.jsonl"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = Test::new().script(&script).args(&args).run().success();
+        let journal = std::fs::read_to_string(out.path("j.jsonl")).unwrap();
+        assert!(journal.contains("DB_PASSWORD=***"), "{journal}");
+        for s in secrets {
+            assert!(!journal.contains(s), "the journal holds {s}:\n{journal}");
+            assert!(!out.stderr.contains(s), "stderr holds {s}:\n{}", out.stderr);
+        }
+        assert!(
+            out.stdout
+                .contains("--env 'DB_PASSWORD=***' -e 'API_TOKEN=***' '--env=SESSION_KEY=***'"),
+            "{}",
+            out.stdout
+        );
+        if dry {
+            assert!(!out.stdout.contains("hunter2"), "{}", out.stdout);
+            assert_eq!(state(name), "absent");
+        } else {
+            assert!(out.stdout.contains("\ntrue\nsame\n\n"), "{}", out.stdout);
+            assert!(out.stdout.contains("--memory bogus"), "{}", out.stdout);
+            assert!(out.stdout.contains("--env 'EXTRA=***' "), "{}", out.stdout);
+            for s in secrets {
+                assert!(
+                    !out.stdout.contains(s),
+                    "a message holds {s}:\n{}",
+                    out.stdout
+                );
+            }
+            assert_eq!(state(name), format!("running {img}"));
+        }
+    }
 }
 
 // Through SSH: the same engine, reached as the test user over a test sshd on 127.0.0.1, so the

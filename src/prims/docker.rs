@@ -1,5 +1,5 @@
 //! Docker on any host: containers as script objects. A `Docker` handle drives the docker CLI of its
-//! host (`local()` or an SSH host) through `Host::run_command`, so `sudo`, remote engines and docker
+//! host (`local()` or an SSH host) through `Host::exec`, so `sudo`, remote engines and docker
 //! contexts work as ops teams already use them. Output is read as JSON (`docker inspect`,
 //! `--format '{{json .}}'`), never scraped from tables; docker's error text is sorted into kinds a
 //! script can branch on (`docker_unreachable`, `image_missing`, `port_conflict`, `name_conflict`,
@@ -13,7 +13,7 @@ use rhai::{Array, Dynamic, Map};
 use serde_json::{json, Value};
 
 use crate::error::{fmt_secs, Failure};
-use crate::prims::host::{Command, Host, RunOpts};
+use crate::prims::host::{check_exit, Command, Host, Input, Output, RunOpts, Sink};
 use crate::prims::Opts;
 use crate::run::Run;
 
@@ -44,33 +44,26 @@ impl fmt::Debug for Docker {
 
 /// What one docker command printed.
 struct Reply {
-    code: i64,
-    stdout: String,
-    stderr: String,
-    /// The command as a user would type it.
+    out: Output,
+    /// The command as a user would type it, with the values of environment variables masked.
     shown: String,
 }
 
 impl Reply {
-    fn from_map(m: &Map, shown: String) -> Self {
-        let text = |k: &str| m.get(k).map(|v| v.to_string()).unwrap_or_default();
-        Reply {
-            code: m.get("code").and_then(|v| v.as_int().ok()).unwrap_or(-1),
-            stdout: text("stdout"),
-            stderr: text("stderr"),
-            shown,
-        }
+    fn ok(&self) -> bool {
+        self.out.code == 0 && self.out.signal.is_none()
     }
 
-    /// Whether docker's error output contains `text` (case-insensitive).
+    /// Whether docker's error output contains `text` (given in lower case; matched ignoring case).
     fn says(&self, text: &str) -> bool {
-        self.stderr.to_ascii_lowercase().contains(text)
+        self.out.stderr.to_ascii_lowercase().contains(text)
     }
 
     /// Docker's error in a few words: the meaningful lines of stderr, without the CLI's prefixes and
     /// its "Run 'docker run --help'" hint.
     fn said(&self) -> String {
         let lines: Vec<&str> = self
+            .out
             .stderr
             .lines()
             .map(str::trim)
@@ -81,10 +74,12 @@ impl Reply {
             .map(|l| l.strip_prefix("Error response from daemon: ").unwrap_or(l))
             .collect();
         let lines = &lines[lines.len().saturating_sub(4)..];
-        if lines.is_empty() {
-            format!("exit code {}, no error output", self.code)
-        } else {
+        if !lines.is_empty() {
             lines.join("; ")
+        } else if let Some(sig) = self.out.signal {
+            format!("killed by signal {sig}, no error output")
+        } else {
+            format!("exit code {}, no error output", self.out.code)
         }
     }
 }
@@ -130,6 +125,17 @@ const IMAGE_TROUBLE: &[&str] = &[
     "repository does not exist",
     "not found: manifest",
     "failed to resolve reference",
+];
+
+/// How docker's own errors begin (any case), as the first line of its error output: text a
+/// command run by `docker exec` prints is not docker's, even when it says "is not running".
+const DOCKER_ERRORS: &[&str] = &[
+    "Error response from daemon:",
+    "Error: No such container",
+    "Cannot connect to the Docker daemon",
+    "error during connect:",
+    "permission denied while trying to connect to the Docker daemon",
+    "Got permission denied while trying to connect to the Docker daemon",
 ];
 
 /// The address in docker's "port in use" error: "Bind for 0.0.0.0:80 failed: port is already
@@ -184,6 +190,91 @@ fn check_image(image: &str, what: &str) -> Result<(), Failure> {
         ))
     } else {
         Ok(())
+    }
+}
+
+/// Whether docker could take `name` for the prefix of another container's id. Docker looks a
+/// container up as a full id, then as an exact name, then as an id PREFIX: `db` or `cafe`, naming no
+/// container, would silently mean whichever container's id starts with it. Only lowercase hex
+/// shorter than a full id (64 characters) can be such a prefix; any other name is looked up exactly.
+fn may_be_id_prefix(name: &str) -> bool {
+    name.len() < 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Whether `c` (from `docker container inspect NAME`) is the container `name` means exactly: the
+/// container of that name, or of that full id; not one whose id merely starts with `name`.
+fn is_exactly(c: &Value, name: &str) -> bool {
+    c["Name"].as_str().and_then(|n| n.strip_prefix('/')) == Some(name)
+        || c["Id"].as_str() == Some(name)
+}
+
+/// `KEY=VALUE` with the value masked: `KEY=***` (a bare `KEY` stays as it is).
+fn mask(pair: &str) -> String {
+    match pair.split_once('=') {
+        Some((k, _)) => format!("{k}=***"),
+        None => pair.to_string(),
+    }
+}
+
+/// The arguments of one docker command, and the same as messages, the journal and `--dry-run` show
+/// them: the value of every environment variable masked (`--env DB_PASSWORD=***`), so secrets given
+/// to a container reach neither the terminal nor the journal.
+#[derive(Default, Clone)]
+struct Args {
+    real: Vec<String>,
+    shown: Vec<String>,
+}
+
+impl Args {
+    fn of<S: Into<String>>(args: impl IntoIterator<Item = S>) -> Self {
+        let mut a = Args::default();
+        for x in args {
+            a.push(x);
+        }
+        a
+    }
+
+    fn push(&mut self, arg: impl Into<String>) {
+        let arg = arg.into();
+        self.shown.push(arg.clone());
+        self.real.push(arg);
+    }
+
+    /// `FLAG VALUE` for each value.
+    fn flag(&mut self, flag: &str, values: Vec<String>) {
+        for v in values {
+            self.push(flag);
+            self.push(v);
+        }
+    }
+
+    /// `--env KEY=VALUE` for each pair, shown as `--env KEY=***`.
+    fn env(&mut self, pairs: Vec<String>) {
+        for p in pairs {
+            self.push("--env");
+            self.shown.push(mask(&p));
+            self.real.push(p);
+        }
+    }
+
+    /// Docker options written by the script (`args` of `run`): the environment variables they set
+    /// (`-e K=V`, `--env K=V`, `--env=K=V`, `-eK=V`) are masked as `env` masks them.
+    fn options(&mut self, options: Vec<String>) {
+        let mut value_next = false;
+        for o in options {
+            let shown = if value_next {
+                mask(&o)
+            } else if let Some(p) = o.strip_prefix("--env=") {
+                format!("--env={}", mask(p))
+            } else if let Some(p) = o.strip_prefix("-e").filter(|p| !p.is_empty()) {
+                format!("-e{}", mask(p))
+            } else {
+                o.clone()
+            };
+            value_next = o == "-e" || o == "--env";
+            self.shown.push(shown);
+            self.real.push(o);
+        }
     }
 }
 
@@ -299,7 +390,7 @@ fn pull_policy(v: &Dynamic, target: &str) -> Result<&'static str, Failure> {
 struct RunSpec {
     name: Option<String>,
     image: String,
-    args: Vec<String>,
+    args: Args,
 }
 
 const RUN_KEYS: &[&str] = &[
@@ -330,23 +421,18 @@ impl RunSpec {
         })?;
         check_image(&image, target)?;
         let name = o.string("name")?;
-        let mut args = vec!["create".to_string()];
+        let mut args = Args::of(["create"]);
         if let Some(n) = &name {
             check_name(n, target)?;
-            args.extend(["--name".into(), n.clone()]);
+            args.flag("--name", vec![n.clone()]);
         }
-        let mut flag = |f: &str, values: Vec<String>| {
-            for v in values {
-                args.extend([f.to_string(), v]);
-            }
-        };
-        flag("--publish", list(&o, "ports", target)?);
-        flag("--volume", list(&o, "volumes", target)?);
-        flag("--env", pairs(&o, "env", target)?);
-        flag("--label", pairs(&o, "labels", target)?);
-        flag("--network", o.string("network")?.into_iter().collect());
-        flag("--restart", o.string("restart")?.into_iter().collect());
-        flag(
+        args.flag("--publish", list(&o, "ports", target)?);
+        args.flag("--volume", list(&o, "volumes", target)?);
+        args.env(pairs(&o, "env", target)?);
+        args.flag("--label", pairs(&o, "labels", target)?);
+        args.flag("--network", o.string("network")?.into_iter().collect());
+        args.flag("--restart", o.string("restart")?.into_iter().collect());
+        args.flag(
             "--health-cmd",
             o.string("health_cmd")?.into_iter().collect(),
         );
@@ -355,9 +441,9 @@ impl RunSpec {
             ("health_timeout", "--health-timeout"),
             ("health_start_period", "--health-start-period"),
         ] {
-            flag(f, o.secs(key)?.map(go_duration).into_iter().collect());
+            args.flag(f, o.secs(key)?.map(go_duration).into_iter().collect());
         }
-        flag(
+        args.flag(
             "--health-retries",
             o.int("health_retries")?
                 .map(|n| n.to_string())
@@ -365,21 +451,24 @@ impl RunSpec {
                 .collect(),
         );
         if let Some(p) = o.get("pull") {
-            flag("--pull", vec![pull_policy(p, target)?.to_string()]);
+            args.flag("--pull", vec![pull_policy(p, target)?.to_string()]);
         }
-        args.extend(list(&o, "args", target)?);
+        args.options(list(&o, "args", target)?);
         args.push(image.clone());
-        match o.get("cmd") {
+        let cmd = match o.get("cmd") {
             Some(c) if c.is_string() => {
                 let text = c.to_string();
-                args.extend(shlex::split(&text).ok_or_else(|| {
+                shlex::split(&text).ok_or_else(|| {
                     Failure::usage(
                         target,
                         format!("docker run: cannot split `cmd` {text:?} into words (unbalanced quotes?)"),
                     )
-                })?);
+                })?
             }
-            _ => args.extend(list(&o, "cmd", target)?),
+            _ => list(&o, "cmd", target)?,
+        };
+        for c in cmd {
+            args.push(c);
         }
         Ok(RunSpec { name, image, args })
     }
@@ -430,6 +519,16 @@ impl Docker {
         self.host.name()
     }
 
+    /// `docker [--context NAME] ARGS...`.
+    fn argv(&self, args: &[String]) -> Vec<String> {
+        let mut argv = vec!["docker".to_string()];
+        if let Some(c) = &self.context {
+            argv.extend(["--context".into(), c.clone()]);
+        }
+        argv.extend(args.iter().cloned());
+        argv
+    }
+
     /// Run `docker ARGS...` on the host and return what it printed, whatever its exit code. Not an
     /// effect by itself: read-only commands call it directly, changes call it inside `change`, so
     /// each docker change is journaled once, as a docker action.
@@ -440,26 +539,40 @@ impl Docker {
         timeout: Duration,
         stdin: Option<String>,
     ) -> Result<Reply, Failure> {
-        let mut argv = vec!["docker".to_string()];
-        if let Some(c) = &self.context {
-            argv.extend(["--context".into(), c.clone()]);
-        }
-        argv.extend(args.iter().cloned());
-        let cmd = Command::Argv(argv);
-        let mut o = RunOpts::parse(Map::new(), self.host_name())?;
-        o.check = false;
-        o.read_only = true;
-        o.sudo = self.sudo;
-        o.timeout = Some(timeout);
-        o.stdin = stdin;
-        let m = self.host.run_command(run, &cmd, &o)?;
-        Ok(Reply::from_map(&m, cmd.display()))
+        self.cli_args(run, &Args::of(args.iter().cloned()), timeout, stdin)
+    }
+
+    /// `cli` for arguments that may hold secrets: messages show `args.shown`.
+    fn cli_args(
+        &self,
+        run: &Run,
+        args: &Args,
+        timeout: Duration,
+        stdin: Option<String>,
+    ) -> Result<Reply, Failure> {
+        let cmd = Command::Argv(self.argv(&args.real));
+        let shown = Command::Argv(self.argv(&args.shown)).display();
+        let o = RunOpts {
+            timeout: Some(timeout),
+            sudo: self.sudo,
+            ..RunOpts::probe()
+        };
+        let input = stdin.map(Input::Text).unwrap_or(Input::Null);
+        let out = self
+            .host
+            .exec(run, &cmd, &o, input, Sink::Capture)
+            .map_err(|mut f| {
+                // A timeout names the command: as shown, never with the secrets.
+                f.message = f.message.replace(&cmd.display(), &shown);
+                f
+            })?;
+        Ok(Reply { out, shown })
     }
 
     /// `cli` for a command that must succeed; a failure is classified.
     fn cli_ok(&self, run: &Run, args: &[String], op: &Op) -> Result<Reply, Failure> {
         let r = self.cli(run, args, self.timeout, None)?;
-        if r.code == 0 {
+        if r.ok() {
             Ok(r)
         } else {
             Err(self.failure(op, &r))
@@ -482,7 +595,7 @@ impl Docker {
     fn failure(&self, op: &Op, r: &Reply) -> Failure {
         let host = self.host_name();
         let said = r.said();
-        let (kind, why) = if r.code == 127 && !r.says("docker daemon") {
+        let (kind, why) = if r.out.code == 127 && !r.says("docker daemon") {
             (
                 "docker_missing",
                 format!(
@@ -499,7 +612,7 @@ impl Docker {
                 format!("the docker engine on {host} is not reachable ({said}); start dockerd, or check that this user may use it (docker(#{{sudo: true}}))"),
             )
         } else if r.says("is already in use by container") {
-            let holder = holder_in(&r.stderr)
+            let holder = holder_in(&r.out.stderr)
                 .map(|id| format!(" by container {id}"))
                 .unwrap_or_default();
             (
@@ -510,7 +623,7 @@ impl Docker {
                 ),
             )
         } else if r.says("port is already allocated") || r.says("address already in use") {
-            let port = match port_in(&r.stderr) {
+            let port = match port_in(&r.out.stderr) {
                 Some(p) => format!("port {p}"),
                 None => format!("a published port ({said})"),
             };
@@ -537,16 +650,60 @@ impl Docker {
             )
         } else if r.says("no such container") {
             ("not_found", "no such container".to_string())
-        } else {
+        } else if r.says("is not running") {
             (
-                "docker",
-                format!("`{}` exited with code {}: {said}", r.shown, r.code),
+                "not_running",
+                "the container is not running (start it first)".to_string(),
             )
+        } else {
+            let ended = match r.out.signal {
+                Some(sig) => format!("was killed by signal {sig}"),
+                None => format!("exited with code {}", r.out.code),
+            };
+            ("docker", format!("`{}` {ended}: {said}", r.shown))
         };
         Failure::new(kind, &op.target, format!("{host}: {}: {why}", op.what))
     }
 
-    /// `docker container inspect NAME` as JSON; None when there is no such container.
+    /// Whether a `docker exec` that failed (`r`) failed in docker rather than in the command it ran:
+    /// docker's own error (`DOCKER_ERRORS`) is the first line of its error output, or exit code 127
+    /// came from a missing docker command rather than from a command missing in the container. The
+    /// command's own output and exit code ("nginx is not running", exit 3) are never docker's.
+    fn exec_failed(&self, run: &Run, name: &str, what: &str, r: &Reply) -> Result<bool, Failure> {
+        let first = r.out.stderr.lines().map(str::trim).find(|l| !l.is_empty());
+        let said = |prefix: &str| {
+            first.is_some_and(|l| {
+                l.get(..prefix.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+            })
+        };
+        if DOCKER_ERRORS.iter().any(|p| said(p)) || (self.sudo && said("sudo: ")) {
+            return Ok(true);
+        }
+        if r.out.code != 127 || r.says("oci runtime") {
+            return Ok(false);
+        }
+        // 127: "command not found" from the shell in the container, or from the host's shell about
+        // docker itself. Whether docker answers about the container tells which.
+        match self.inspect_json(run, name) {
+            Ok(Some(_)) => Ok(false),
+            Ok(None) => Err(self.not_found(what, name)),
+            Err(_) => Ok(true),
+        }
+    }
+
+    /// "HOST: WHAT: no such container".
+    fn not_found(&self, what: &str, name: &str) -> Failure {
+        Failure::new(
+            "not_found",
+            name,
+            format!("{}: {what}: no such container", self.host_name()),
+        )
+    }
+
+    /// `docker container inspect NAME` as JSON, when NAME is exactly a container's name or full id;
+    /// None when no container has that name or id, even if docker would take NAME for the prefix of
+    /// some container's id (see `may_be_id_prefix`).
     fn inspect_json(&self, run: &Run, name: &str) -> Result<Option<Value>, Failure> {
         check_name(name, "docker inspect")?;
         let op = Op::container(format!("docker inspect {name}"), name);
@@ -556,14 +713,18 @@ impl Docker {
             self.timeout,
             None,
         )?;
-        if r.code != 0 {
-            return if r.says("no such container") {
+        if !r.ok() {
+            // An id prefix that several containers share is an error ("Multiple IDs found with
+            // provided prefix"); docker tried the exact name first, so no container has that name.
+            return if r.says("no such container")
+                || (may_be_id_prefix(name) && r.says("multiple ids found"))
+            {
                 Ok(None)
             } else {
                 Err(self.failure(&op, &r))
             };
         }
-        let parsed: Value = serde_json::from_str(&r.stdout).map_err(|e| {
+        let parsed: Value = serde_json::from_str(&r.out.stdout).map_err(|e| {
             Failure::new(
                 "docker",
                 name,
@@ -577,20 +738,25 @@ impl Docker {
         Ok(match parsed {
             Value::Array(mut a) if !a.is_empty() => Some(a.swap_remove(0)),
             _ => None,
-        })
+        }
+        .filter(|c| is_exactly(c, name)))
     }
 
     fn inspect(&self, run: &Run, name: &str) -> Result<Value, Failure> {
-        self.inspect_json(run, name)?.ok_or_else(|| {
-            Failure::new(
-                "not_found",
-                name,
-                format!(
-                    "{}: docker inspect {name}: no such container",
-                    self.host_name()
-                ),
-            )
-        })
+        self.inspect_json(run, name)?
+            .ok_or_else(|| self.not_found(&format!("docker inspect {name}"), name))
+    }
+
+    /// The container `name` means, as docker is to be given it: `name` itself when docker can only
+    /// read it exactly, else the id of the container named exactly so. None: there is no such
+    /// container (whatever container ids start with `name`).
+    fn target(&self, run: &Run, name: &str) -> Result<Option<String>, Failure> {
+        if !may_be_id_prefix(name) {
+            return Ok(Some(name.to_string()));
+        }
+        Ok(self
+            .inspect_json(run, name)?
+            .and_then(|c| c["Id"].as_str().map(str::to_string)))
     }
 
     /// Create and start a container. `docker create` + `docker start` rather than `docker run -d`:
@@ -605,16 +771,15 @@ impl Docker {
         let details = json!({
             "image": spec.image,
             "name": spec.name,
-            "command": Command::Argv(
-                std::iter::once("docker".to_string()).chain(spec.args.iter().cloned()).collect()
-            ).display(),
+            "command": Command::Argv(self.argv(&spec.args.shown)).display(),
         });
         let id = self.change(run, &spec.action(), details, || {
-            let created = self.cli(run, &spec.args, self.pull_timeout, None)?;
-            if created.code != 0 {
+            let created = self.cli_args(run, &spec.args, self.pull_timeout, None)?;
+            if !created.ok() {
                 return Err(self.failure(&op, &created));
             }
             let id = created
+                .out
                 .stdout
                 .lines()
                 .last()
@@ -622,7 +787,7 @@ impl Docker {
                 .trim()
                 .to_string();
             let started = self.cli(run, &["start".into(), id.clone()], self.timeout, None)?;
-            if started.code == 0 {
+            if started.ok() {
                 return Ok(id);
             }
             let mut f = self.failure(&op, &started);
@@ -632,7 +797,7 @@ impl Docker {
                 self.timeout,
                 None,
             ) {
-                Ok(r) if r.code == 0 => f
+                Ok(r) if r.ok() => f
                     .message
                     .push_str("; the container could not start and was removed"),
                 Ok(r) => f.message.push_str(&format!(
@@ -662,14 +827,17 @@ impl Docker {
         check_name(name, &format!("docker {verb}"))?;
         let action = format!("docker {verb} {name}");
         let op = Op::container(action.clone(), name);
-        let mut args = vec![verb.to_string()];
-        if let Some(g) = grace {
-            // docker takes whole seconds; round up so a grace period is never cut short.
-            args.extend(["--time".into(), g.as_secs_f64().ceil().to_string()]);
-        }
-        args.push(name.into());
         let details = json!({"container": name, "grace": grace.map(|g| g.as_secs_f64())});
         self.change(run, &action, details, || {
+            let target = self
+                .target(run, name)?
+                .ok_or_else(|| self.not_found(&action, name))?;
+            let mut args = vec![verb.to_string()];
+            if let Some(g) = grace {
+                // docker takes whole seconds; round up so a grace period is never cut short.
+                args.extend(["--time".into(), g.as_secs_f64().ceil().to_string()]);
+            }
+            args.push(target);
             self.cli_ok(run, &args, &op).map(drop)
         })?;
         Ok(())
@@ -677,15 +845,20 @@ impl Docker {
 
     /// The container's last log lines, stdout then stderr, indented for a message.
     fn last_logs(&self, run: &Run, name: &str) -> String {
+        let target = match self.target(run, name) {
+            Ok(Some(t)) => t,
+            Ok(None) => return "; it no longer exists".into(),
+            Err(e) => return format!("; its logs are not available: {}", e.message),
+        };
         let args = [
             "logs".to_string(),
             "--tail".into(),
             LOG_LINES.to_string(),
-            name.into(),
+            target,
         ];
         match self.cli(run, &args, self.timeout, None) {
-            Ok(r) if r.code == 0 => {
-                let text = format!("{}{}", r.stdout, r.stderr);
+            Ok(r) if r.ok() => {
+                let text = format!("{}{}", r.out.stdout, r.out.stderr);
                 let lines: Vec<&str> = text.trim_end().lines().collect();
                 if lines.is_empty() {
                     "; it logged nothing".into()
@@ -731,11 +904,7 @@ impl Docker {
             interval,
             || {
                 let Some(c) = self.inspect_json(run, name)? else {
-                    return Err(Failure::new(
-                        "not_found",
-                        name,
-                        format!("{host}: wait_healthy {name}: no such container"),
-                    ));
+                    return Err(self.not_found(&format!("wait_healthy {name}"), name));
                 };
                 let state = &c["State"];
                 let status = state["Status"].as_str().unwrap_or("unknown");
@@ -919,7 +1088,8 @@ pub mod docker_api {
     }
 
     /// The `docker create` command line `run(spec)` executes (then `docker start`), without running
-    /// anything: checks a spec before acting on it.
+    /// anything: checks a spec before acting on it. The values of environment variables are masked
+    /// (`--env DB_PASSWORD=***`), as in messages and the journal.
     ///
     /// ```rhai
     /// print(docker().run_command(#{image: "nginx:1.27", name: "web", ports: ["80:80"]}));
@@ -927,16 +1097,12 @@ pub mod docker_api {
     #[rhai_fn(return_raw, pure)]
     pub fn run_command(d: &mut Docker, spec: Map) -> Res<String> {
         let spec = RunSpec::parse(spec)?;
-        let mut argv = vec!["docker".to_string()];
-        if let Some(c) = &d.context {
-            argv.extend(["--context".into(), c.clone()]);
-        }
-        argv.extend(spec.args);
-        Ok(Command::Argv(argv).display())
+        Ok(Command::Argv(d.argv(&spec.args.shown)).display())
     }
 
     /// Remove a container, running or not (`docker rm -f`). A container that does not exist is not
-    /// an error. An effect.
+    /// an error (and a name that no container has removes nothing, even when it starts some
+    /// container's id). An effect.
     ///
     /// ```rhai
     /// docker().rm("web");
@@ -948,13 +1114,11 @@ pub mod docker_api {
         let action = format!("docker rm {name}");
         let op = Op::container(action.clone(), name);
         d.change(&run, &action, json!({"container": name}), || {
-            let r = d.cli(
-                &run,
-                &["rm".into(), "-f".into(), name.into()],
-                d.timeout,
-                None,
-            )?;
-            if r.code == 0 || r.says("no such container") {
+            let Some(target) = d.target(&run, name)? else {
+                return Ok(());
+            };
+            let r = d.cli(&run, &["rm".into(), "-f".into(), target], d.timeout, None)?;
+            if r.ok() || r.says("no such container") {
                 Ok(())
             } else {
                 Err(d.failure(&op, &r))
@@ -963,7 +1127,7 @@ pub mod docker_api {
         Ok(())
     }
 
-    /// Whether a container of that name (or id) exists, running or not.
+    /// Whether a container of that name (or full id) exists, running or not.
     ///
     /// ```rhai
     /// if docker().exists("web") { print("web is there") }
@@ -1029,7 +1193,7 @@ pub mod docker_api {
         let op = Op::container("docker ps", d.host_name());
         let r = d.cli_ok(&run, &args, &op)?;
         let mut out = Array::new();
-        for line in r.stdout.lines().filter(|l| !l.trim().is_empty()) {
+        for line in r.out.stdout.lines().filter(|l| !l.trim().is_empty()) {
             let v: Value = serde_json::from_str(line).map_err(|e| {
                 Failure::new(
                     "docker",
@@ -1142,14 +1306,19 @@ pub mod docker_api {
             };
             args.extend(["--since".into(), since]);
         }
-        args.push(name.into());
-        let op = Op::container(format!("docker logs {name}"), name);
-        let r = d.cli_ok(&run, &args, &op)?;
-        Ok(format!("{}{}", r.stdout, r.stderr))
+        let what = format!("docker logs {name}");
+        let target = d
+            .target(&run, name)?
+            .ok_or_else(|| d.not_found(&what, name))?;
+        args.push(target);
+        let r = d.cli_ok(&run, &args, &Op::container(what, name))?;
+        Ok(format!("{}{}", r.out.stdout, r.out.stderr))
     }
 
     /// Run a command in a running container: a string goes through `sh -c`, an array is executed
-    /// directly. Returns `#{code, stdout, stderr}`; a non-zero exit throws. An effect.
+    /// directly. Returns `#{code, stdout, stderr}`; a non-zero exit throws. Docker's own failures
+    /// (`not_found`, `not_running`, `docker_unreachable`, `docker_missing`) throw even with
+    /// `check: false`; the command's own exit code and output never count as docker's. An effect.
     ///
     /// ```rhai
     /// docker().exec("web", ["nginx", "-s", "reload"]);
@@ -1184,80 +1353,65 @@ pub mod docker_api {
         )?;
         let cmd = exec_argv(&command, name)?;
         let stdin = o.string("stdin")?;
-        let mut args = vec!["exec".to_string()];
+        let mut head = Args::of(["exec"]);
         if stdin.is_some() {
-            args.push("--interactive".into());
+            head.push("--interactive");
         }
-        if let Some(u) = o.string("user")? {
-            args.extend(["--user".into(), u]);
-        }
-        if let Some(w) = o.string("workdir")? {
-            args.extend(["--workdir".into(), w]);
-        }
-        for e in pairs(&o, "env", name)? {
-            args.extend(["--env".into(), e]);
-        }
-        args.push(name.into());
+        head.flag("--user", o.string("user")?.into_iter().collect());
+        head.flag("--workdir", o.string("workdir")?.into_iter().collect());
+        head.env(pairs(&o, "env", name)?);
         let shown = Command::Argv(cmd.clone()).display();
-        args.extend(cmd);
         let check = o.bool("check", true)?;
         let action = format!("docker exec {name} `{shown}`");
         let op = Op::container(action.clone(), name);
-        let exec = || -> Result<Map, Failure> {
-            let r = d.cli(&run, &args, d.timeout, stdin.clone())?;
-            // docker's own failures (no such container, not running, daemon errors) are not the
-            // command's exit code: they throw even with `check: false`.
-            if r.code != 0
-                && ((r.code == 127 && !r.says("oci runtime"))
-                    || r.says("error response from daemon")
-                    || r.says("no such container")
-                    || r.says("is not running")
-                    || r.says("cannot connect to the docker daemon"))
-            {
+        let exec = || -> Result<Output, Failure> {
+            let target = d
+                .target(&run, name)?
+                .ok_or_else(|| d.not_found(&action, name))?;
+            let mut args = head.clone();
+            args.push(target);
+            for c in &cmd {
+                args.push(c.clone());
+            }
+            let r = d.cli_args(&run, &args, d.timeout, stdin.clone())?;
+            // docker's own failures (no such container, not running, engine unreachable, no docker
+            // command) are not the command's exit code: they throw even with `check: false`.
+            if !r.ok() && d.exec_failed(&run, name, &action, &r)? {
                 return Err(d.failure(&op, &r));
             }
-            if check && r.code != 0 {
-                let tail: Vec<&str> = r.stderr.trim_end().lines().collect();
-                let tail = tail[tail.len().saturating_sub(5)..].join("\n");
-                return Err(Failure::new(
-                    "exit",
-                    name,
-                    format!(
-                        "{}: {action} exited with code {}{}",
-                        d.host_name(),
-                        r.code,
-                        if tail.is_empty() {
-                            String::new()
-                        } else {
-                            format!(":\n{tail}")
-                        }
-                    ),
-                ));
+            if check {
+                check_exit(d.host_name(), &r.shown, &r.out).map_err(|mut f| {
+                    f.target = name.to_string();
+                    f
+                })?;
             }
-            let mut m = Map::new();
-            m.insert("code".into(), (r.code as INT).into());
-            m.insert("stdout".into(), r.stdout.into());
-            m.insert("stderr".into(), r.stderr.into());
-            Ok(m)
+            Ok(r.out)
         };
-        if o.bool("read_only", false)? {
+        let out = if o.bool("read_only", false)? {
             run.check_cancel(d.host_name())?;
-            return Ok(exec()?);
-        }
-        let out = d.change(
-            &run,
-            &action,
-            json!({"container": name, "command": shown}),
-            exec,
-        )?;
-        Ok(out.unwrap_or_else(|| {
-            let mut m = Map::new();
-            m.insert("code".into(), (0 as INT).into());
-            m.insert("stdout".into(), "".into());
-            m.insert("stderr".into(), "".into());
+            Some(exec()?)
+        } else {
+            d.change(
+                &run,
+                &action,
+                json!({"container": name, "command": shown}),
+                exec,
+            )?
+        };
+        let mut m = Map::new();
+        let out = out.unwrap_or_else(|| {
             m.insert("dry_run".into(), true.into());
-            m
-        }))
+            Output {
+                code: 0,
+                signal: None,
+                stdout: String::new(),
+                stderr: String::new(),
+            }
+        });
+        m.insert("code".into(), (out.code as INT).into());
+        m.insert("stdout".into(), out.stdout.into());
+        m.insert("stderr".into(), out.stderr.into());
+        Ok(m)
     }
 
     /// Pull an image from its registry. An effect; fails with `kind` `image_missing` when no
@@ -1283,7 +1437,7 @@ pub mod docker_api {
                 d.pull_timeout,
                 None,
             )?;
-            if r.code == 0 {
+            if r.ok() {
                 Ok(())
             } else {
                 Err(d.failure(&op, &r))
@@ -1313,7 +1467,7 @@ pub mod docker_api {
             d.timeout,
             None,
         )?;
-        if r.code == 0 {
+        if r.ok() {
             Ok(true)
         } else if r.says("no such image") {
             Ok(false)
