@@ -228,16 +228,21 @@ fn dry_run_does_not_run_remote_commands_but_reads_still_work() {
 #[test]
 fn verbose_streams_remote_output_prefixed_with_the_host() {
     let sshd = Sshd::start();
+    let secret = sshd.dir.path().join("secret");
+    std::fs::write(&secret, "token-1234\n").unwrap();
     Test::new()
         .script(&format!(
-            "let h = {};\nh.run(\"echo one; echo two\");\n",
-            sshd.handle()
+            "let h = {};\nh.run(\"echo one; echo two\");\nlet s = h.read_file(\"{}\");\n",
+            sshd.handle(),
+            secret.display()
         ))
         .args(&["-v"])
         .run()
         .success()
         .stderr_has(&format!("{}: one", sshd.spec()))
-        .stderr_has(&format!("{}: two", sshd.spec()));
+        .stderr_has(&format!("{}: two", sshd.spec()))
+        // runner's own probes (here: reading a file) are not a command's output to show.
+        .stderr_lacks("token-1234");
 }
 
 fn inventory_toml(a: &Sshd, b: &Sshd) -> String {

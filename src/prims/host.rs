@@ -145,6 +145,9 @@ pub struct RunOpts {
     pub cwd: Option<String>,
     pub sudo: bool,
     pub read_only: bool,
+    /// Show the output live under `-v`: a user's command, not runner's own probes (whose output,
+    /// e.g. `docker inspect` JSON with environment values, is nobody's business on a terminal).
+    pub stream: bool,
 }
 
 impl RunOpts {
@@ -170,6 +173,7 @@ impl RunOpts {
             cwd: o.string("cwd")?,
             sudo: o.bool("sudo", false)?,
             read_only: o.bool("read_only", false)?,
+            stream: true,
         })
     }
 
@@ -445,6 +449,7 @@ async fn exec_local(
             stdin: child.stdin.take(),
             stdout: child.stdout.take().unwrap(),
             stderr: child.stderr.take().unwrap(),
+            live: o.stream,
             pid: None,
         },
         input,
@@ -549,6 +554,7 @@ async fn exec_ssh(
                 stdin: child.stdin().take(),
                 stdout: child.stdout().take().unwrap(),
                 stderr: child.stderr().take().unwrap(),
+                live: o.stream,
                 pid: Some(&pid),
             },
             input,
@@ -587,6 +593,8 @@ struct Pipes<'p, W, R1, R2> {
     stdout: R1,
     stderr: R2,
     pid: Option<&'p std::sync::Mutex<Option<u32>>>,
+    /// Show each line live under `-v`.
+    live: bool,
 }
 
 /// What the remote shell prints first on stderr, followed by its pid.
@@ -671,10 +679,11 @@ where
         stdout,
         stderr,
         pid,
+        live,
     } = pipes;
     let io =
         |what: &str, e: std::io::Error| Failure::new("io", host, format!("{host}: {what}: {e}"));
-    let live = run.report.verbosity() > 0;
+    let live = live && run.report.verbosity() > 0;
     let feed = async {
         if let Some(mut w) = stdin {
             match input {

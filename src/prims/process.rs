@@ -7,11 +7,11 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use rhai::plugin::*;
-use rhai::{Dynamic, Map, INT};
+use rhai::{Dynamic, INT};
 use serde_json::json;
 
 use crate::error::Failure;
-use crate::prims::host::{Command, Host, RunOpts};
+use crate::prims::host::{Command, Host, Input, RunOpts, Sink};
 use crate::prims::seconds;
 use crate::run::Run;
 
@@ -21,7 +21,7 @@ const LOCAL_POLL: Duration = Duration::from_millis(100);
 const REMOTE_POLL: Duration = Duration::from_millis(200);
 
 /// Time one probe command may take on a remote host.
-const REMOTE_TIMEOUT_SECS: INT = 30;
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A signal as a script names it: `"USR2"`, `"SIGUSR2"`, `"usr2"`, `12` or `"12"`.
 pub fn parse_signal(v: &Dynamic, host: &str) -> Result<Signal, Failure> {
@@ -132,16 +132,14 @@ impl<'a> Procs<'a> {
 
     /// A read-only command on the remote host; its exit code is the caller's to judge.
     fn remote(&self, cmd: Command) -> Result<(INT, String, String), Failure> {
-        let mut o = Map::new();
-        o.insert("read_only".into(), true.into());
-        o.insert("check".into(), false.into());
-        o.insert("timeout".into(), REMOTE_TIMEOUT_SECS.into());
+        let o = RunOpts {
+            timeout: Some(REMOTE_TIMEOUT),
+            ..RunOpts::probe()
+        };
         let out = self
             .host
-            .run_command(self.run, &cmd, &RunOpts::parse(o, self.name())?)?;
-        let field = |k: &str| out.get(k).map(|v| v.to_string()).unwrap_or_default();
-        let code = out.get("code").and_then(|v| v.as_int().ok()).unwrap_or(-1);
-        Ok((code, field("stdout"), field("stderr")))
+            .exec(self.run, &cmd, &o, Input::Null, Sink::Capture)?;
+        Ok((out.code, out.stdout, out.stderr))
     }
 
     /// The content of the file at `path`, or None when it does not exist.
