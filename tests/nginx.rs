@@ -2,9 +2,10 @@
 //! nginx with its own prefix, configuration, pid file and port, under live traffic: a request loop
 //! and a rate-limited long download.
 //!
-//! nginx has no version switch, so the "new binary" is the same bytes put in place by write-then-mv,
-//! and the versions differ by configuration: the new master reads `nginx.conf` when it starts, so
-//! editing `return 200 "v1"` to `"v2"` before USR2 lets a check tell the old master from the new.
+//! nginx has no version switch, so the versions differ by configuration: the new master reads
+//! `nginx.conf` when it starts, so editing `return 200 "v1"` to `"v2"` before USR2 lets a check tell
+//! the old master from the new. The "builds" are the Debian binary with different bytes appended
+//! (an ELF file runs the same with trailing data), so a test can tell which one is on disk.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -21,27 +22,47 @@ use tempfile::TempDir;
 use crate::harness::*;
 use crate::process::ssh_user_ids;
 
-/// A real nginx master (daemon, one worker) started from a copy of the Debian binary in a temp dir.
+/// How the master is told to run as a daemon with a master process.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// `daemon on; master_process on;` in `nginx.conf`.
+    Conf,
+    /// As Debian's systemd unit starts it: `nginx -g 'daemon on; master_process on;'`.
+    Globals,
+    /// `-g 'daemon off; master_process on;'`: not a daemon, as in a container; nginx ignores WINCH
+    /// then. Started in the background by a shell that then exits: nginx in the foreground also
+    /// ignores USR2 while the process that started it lives.
+    Foreground,
+}
+
+/// A real nginx master (one worker) started from a copy of the Debian binary in a temp dir.
 struct Nginx {
     dir: TempDir,
     port: u16,
     /// The uid and gid nginx runs as, when not root.
     owner: Option<(u32, u32)>,
+    mode: Mode,
+}
+
+/// The Debian nginx binary with `build N` appended: a distinct file that runs the same.
+fn build(n: u32) -> Vec<u8> {
+    let mut bytes = std::fs::read(require("nginx")).unwrap();
+    bytes.extend_from_slice(format!("\nrunner test build {n}\n").as_bytes());
+    bytes
 }
 
 impl Nginx {
     /// nginx run by root, as a system nginx is.
     fn start() -> Nginx {
-        Nginx::launch(None)
+        Nginx::launch(None, Mode::Conf)
     }
 
     /// nginx run by the user test sshd instances log in as, so that an SSH host handle may signal it.
     fn start_as_ssh_user() -> Nginx {
-        Nginx::launch(Some(ssh_user_ids()))
+        Nginx::launch(Some(ssh_user_ids()), Mode::Conf)
     }
 
-    fn launch(owner: Option<(u32, u32)>) -> Nginx {
-        let system = require("nginx");
+    fn launch(owner: Option<(u32, u32)>, mode: Mode) -> Nginx {
         let dir = tempfile::Builder::new()
             .prefix("runner-nginx-")
             .tempdir()
@@ -49,15 +70,25 @@ impl Nginx {
         for sub in ["sbin", "html", "logs", "tmp"] {
             std::fs::create_dir(dir.path().join(sub)).unwrap();
         }
-        std::fs::copy(&system, dir.path().join("sbin/nginx")).unwrap();
         std::fs::write(dir.path().join("html/big.bin"), big_file()).unwrap();
         let nginx = Nginx {
             dir,
             port: free_port(),
             owner,
+            mode,
         };
+        nginx.replace_binary(&build(1), 0o755);
         nginx.set_version("v1");
-        let mut command = Command::new(nginx.binary());
+        let mut command = if mode == Mode::Foreground {
+            let mut sh = Command::new("sh");
+            // nginx takes the process that started it for its parent when it starts: exit once
+            // it has.
+            sh.args(["-c", "\"$@\" </dev/null >/dev/null 2>&1 & sleep 0.2", "sh"])
+                .arg(nginx.binary());
+            sh
+        } else {
+            Command::new(nginx.binary())
+        };
         if let Some((uid, gid)) = owner {
             for entry in walk(nginx.dir.path()) {
                 std::os::unix::fs::chown(entry, Some(uid), Some(gid)).unwrap();
@@ -65,15 +96,23 @@ impl Nginx {
             command.uid(uid).gid(gid);
         }
         // The absolute path matters: USR2 re-executes exactly the path the master was started with.
-        let status = command
+        command
             .arg("-p")
             .arg(nginx.dir.path())
             .arg("-c")
             .arg(nginx.path("nginx.conf"))
             .arg("-e")
-            .arg(nginx.path("logs/error.log"))
-            .status()
-            .unwrap();
+            .arg(nginx.path("logs/error.log"));
+        match mode {
+            Mode::Conf => {}
+            Mode::Globals => {
+                command.args(["-g", "daemon on; master_process on;"]);
+            }
+            Mode::Foreground => {
+                command.args(["-g", "daemon off; master_process on;"]);
+            }
+        }
+        let status = command.status().unwrap();
         assert!(status.success(), "nginx did not start: {status}");
         wait_port(nginx.port);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -101,8 +140,14 @@ impl Nginx {
     }
 
     /// Write the configuration: `/` answers `<version> <worker pid>`, `/big.bin` is sent at 1 MB/s
-    /// (so a download keeps its worker busy), every path is inside the temp dir.
+    /// and `/slow.bin` (the same file) at 400 kB/s (so a download keeps its worker busy), every path
+    /// is inside the temp dir.
     fn set_version(&self, version: &str) {
+        self.set_config(version, 200);
+    }
+
+    /// `set_version` with `/` answering `status`.
+    fn set_config(&self, version: &str, status: u16) {
         let d = self.dir.path().display();
         // Workers of a root master would run as nobody, who cannot read the temp dir.
         let user = if self.owner.is_none() {
@@ -110,10 +155,14 @@ impl Nginx {
         } else {
             ""
         };
+        let daemon = if self.mode == Mode::Conf {
+            "daemon on;\nmaster_process on;"
+        } else {
+            ""
+        };
         let conf = format!(
             r#"{user}
-daemon on;
-master_process on;
+{daemon}
 worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/logs/error.log info;
@@ -127,8 +176,9 @@ http {{
     scgi_temp_path {d}/tmp/scgi;
     server {{
         listen 127.0.0.1:{port};
-        location = / {{ return 200 "{version} $pid\n"; }}
+        location = / {{ return {status} "{version} $pid\n"; }}
         location = /big.bin {{ root {d}/html; limit_rate 1m; }}
+        location = /slow.bin {{ alias {d}/html/big.bin; limit_rate 400k; }}
     }}
 }}
 "#,
@@ -147,10 +197,25 @@ http {{
         std::fs::rename(&new, self.binary()).unwrap();
     }
 
-    /// A new build of the same nginx: the same bytes, as a new file.
+    /// A new build of the same nginx: build 2, as a new file.
     fn install_new_binary(&self) {
-        let bytes = std::fs::read(require("nginx")).unwrap();
-        self.replace_binary(&bytes, 0o755);
+        self.replace_binary(&build(2), 0o755);
+    }
+
+    /// The content of the binary's path.
+    fn binary_on_disk(&self) -> Vec<u8> {
+        std::fs::read(self.binary()).unwrap()
+    }
+
+    /// The worker that answers `GET /`, checked to be the only worker of `master`.
+    fn only_worker_of(&self, master: i32) -> i32 {
+        let (_, worker) = self.served_by();
+        assert_eq!(
+            children(master),
+            vec![worker],
+            "one worker, of master {master}"
+        );
+        worker
     }
 
     fn master(&self) -> i32 {
@@ -361,11 +426,16 @@ struct Download {
 
 impl Download {
     fn start(nginx: &Nginx) -> Download {
+        Download::start_path(nginx, "/big.bin")
+    }
+
+    /// A download of `path` (`/big.bin` at 1 MB/s, `/slow.bin` at 400 kB/s).
+    fn start_path(nginx: &Nginx, path: &str) -> Download {
         let out = nginx.path("download.bin");
         let child = Command::new(require("curl"))
             .args(["-sS", "--fail", "--limit-rate", "1M", "-o"])
             .arg(&out)
-            .arg(nginx.url("/big.bin"))
+            .arg(nginx.url(path))
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -412,6 +482,9 @@ fn upgrade_script(host: &str, pidfile: &str, options: &str) -> String {
     )
 }
 
+/// The options of an `http_get` that opens a new connection: a kept-alive one stays with one worker.
+const CLOSE: &str = "#{headers: #{connection: \"close\"}}";
+
 fn assert_no_failures(failures: &[String], seen: &[String]) {
     assert!(
         failures.is_empty(),
@@ -441,7 +514,9 @@ fn upgrade_under_traffic(nginx: &Nginx, host: &str) {
         .script(&upgrade_script(
             host,
             &nginx.pidfile(),
-            &format!("verify: || http_get(\"{url}\").body.starts_with(\"v2 \"), timeout: 20"),
+            &format!(
+                "verify: || http_get(\"{url}\", {CLOSE}).body.starts_with(\"v2 \"), timeout: 20"
+            ),
         ))
         .run()
         .success()
@@ -486,8 +561,10 @@ fn hot_upgrade_through_ssh_loses_no_request_and_leaves_only_the_new_master() {
 }
 
 /// A hot upgrade of `nginx` on `host` (script code; `name` is its name) whose verify fails.
+/// Verify fails while both masters serve, so the old workers are never sent WINCH.
 fn rollback_after_failed_verify(nginx: &Nginx, host: &str, name: &str) {
     let old = nginx.master();
+    let worker = nginx.only_worker_of(old);
     let traffic = Traffic::start(nginx.port);
     nginx.set_version("v2");
     nginx.install_new_binary();
@@ -497,11 +574,14 @@ fn rollback_after_failed_verify(nginx: &Nginx, host: &str, name: &str) {
         .script(&upgrade_script(
             host,
             &nginx.pidfile(),
-            &format!("verify: || http_get(\"{url}\").body.starts_with(\"v3 \"), timeout: 2"),
+            &format!(
+                "verify: || http_get(\"{url}\", {CLOSE}).body.starts_with(\"v3 \"), timeout: 2"
+            ),
         ))
         .run()
         .code(1)
-        .stderr_lacks("interrupted");
+        .stderr_lacks("interrupted")
+        .stderr_lacks("WINCH to old master");
     let (seen, failures) = traffic.finish();
 
     assert_no_failures(&failures, &seen);
@@ -513,12 +593,17 @@ fn rollback_after_failed_verify(nginx: &Nginx, host: &str, name: &str) {
     assert_eq!(nginx.master(), old);
     assert_eq!(nginx.masters(), vec![old], "the new master is still there");
     assert!(!Path::new(&format!("{}.oldbin", nginx.pidfile())).exists());
-    let (version, worker) = nginx.served_by();
-    assert_eq!(version, "v1");
+    assert_eq!(
+        nginx.served_by(),
+        ("v1".to_string(), worker),
+        "not the worker of before"
+    );
     assert_eq!(children(old), vec![worker], "one worker, of the old master");
     out.stderr_has(&format!(
-        "error: nginx on {name}: hot upgrade rolled back: verify returned false (for 2s); \
-         master {old} serves with workers [{worker}]\n"
+        "error: nginx on {name}: hot upgrade rolled back: verify returned false (for 2s) while the new master "
+    ))
+    .stderr_has(&format!(
+        "so the old master was never sent WINCH; master {old} serves with workers [{worker}]\n"
     ));
 }
 
@@ -616,32 +701,307 @@ fn dry_run_hot_upgrade_prints_the_signals_and_changes_nothing() {
     assert!(!Path::new(&format!("{}.oldbin", nginx.pidfile())).exists());
 }
 
+/// `runner play scripts/nginx-upgrade.rhai` against `nginx`, with `params` (`k=v`) after its pid
+/// file and url.
+fn play_upgrade(nginx: &Nginx, params: &[&str]) -> Outcome {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nginx-upgrade.rhai");
+    let mut test = Test::new()
+        .args(&["play", &script.display().to_string()])
+        .args(&["--journal", "run.jsonl"])
+        .args(&["-p", &format!("pidfile={}", nginx.pidfile())])
+        .args(&["-p", &format!("url={}", nginx.url("/"))]);
+    for p in params {
+        test = test.args(&["-p", p]);
+    }
+    test.run()
+}
+
+/// The signals a run sent, from its journal: `(signal, pid)`.
+fn signals_sent(out: &Outcome) -> Vec<(String, i64)> {
+    journal_lines(&out.path("run.jsonl"))
+        .iter()
+        .filter(|l| l["details"]["signal"].is_string())
+        .map(|l| {
+            (
+                l["details"]["signal"].as_str().unwrap().to_string(),
+                l["details"]["pid"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn upgrade_playbook_installs_the_binary_and_checks_the_version() {
-    let nginx = Nginx::start();
+    // Started as Debian's unit does: the -g words must reach `nginx -t` as one argument.
+    let nginx = Nginx::launch(None, Mode::Globals);
     let old = nginx.master();
     let staged = nginx.path("nginx-new-build");
-    std::fs::copy(require("nginx"), &staged).unwrap();
+    std::fs::write(&staged, build(2)).unwrap();
     nginx.set_version("v2");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nginx-upgrade.rhai");
-    Test::new()
-        .args(&["play", &script.display().to_string()])
-        .args(&["-p", &format!("pidfile={}", nginx.pidfile())])
-        .args(&["-p", &format!("url={}", nginx.url("/"))])
-        .args(&["-p", "version=v2", "-p", "timeout=10"])
-        .args(&["-p", &format!("new_binary={}", staged.display())])
-        .run()
-        .success()
-        .stderr_has(&format!("master {old} runs {}", nginx.binary().display()))
-        .stderr_has("serves v2; the old master");
+    play_upgrade(
+        &nginx,
+        &[
+            "version=v2",
+            "timeout=10",
+            &format!("new_binary={}", staged.display()),
+        ],
+    )
+    .success()
+    .stderr_has(&format!("master {old} runs {}", nginx.binary().display()))
+    .stderr_has("serves v2; the old master");
     assert!(
-        nginx.path("sbin/nginx.old").exists(),
-        "the old binary was not kept"
+        nginx.binary_on_disk() == build(2),
+        "the new build is not installed"
     );
+    assert!(
+        std::fs::read(nginx.path("sbin/nginx.old")).unwrap() == build(1),
+        "the old build was not kept as nginx.old"
+    );
+    assert!(!nginx.path("sbin/nginx.new").exists());
     let new = nginx.master();
     assert_ne!(new, old);
     assert_eq!(nginx.masters(), vec![new]);
     assert_eq!(nginx.served_by().0, "v2");
+}
+
+#[test]
+fn failed_playbook_upgrade_leaves_the_binary_that_serves_on_disk() {
+    let nginx = Nginx::launch(None, Mode::Globals);
+    let old = nginx.master();
+    let worker = nginx.only_worker_of(old);
+
+    // A build that fails the configuration test: nothing is replaced, nothing is signalled.
+    let broken = nginx.path("broken-build");
+    std::fs::write(
+        &broken,
+        "#!/bin/sh\necho 'nginx: [emerg] broken build' >&2\nexit 1\n",
+    )
+    .unwrap();
+    let out = play_upgrade(
+        &nginx,
+        &[
+            "version=v2",
+            "timeout=5",
+            &format!("new_binary={}", broken.display()),
+        ],
+    )
+    .code(1)
+    .stderr_has("nginx.new fails the configuration test, nothing changed")
+    .stderr_has("broken build");
+    assert_eq!(signals_sent(&out), vec![]);
+    assert!(
+        nginx.binary_on_disk() == build(1),
+        "the binary was replaced"
+    );
+    assert!(!nginx.path("sbin/nginx.new").exists());
+
+    // A build whose version check fails: it serves "v20", the check wants "v2" (a whole word: not
+    // a prefix of "v20"). Rolled back before WINCH, and the old binary is renamed back.
+    nginx.set_version("v20");
+    let staged = nginx.path("nginx-new-build");
+    std::fs::write(&staged, build(2)).unwrap();
+    let out = play_upgrade(
+        &nginx,
+        &[
+            "version=v2",
+            "timeout=2",
+            &format!("new_binary={}", staged.display()),
+        ],
+    )
+    .code(1)
+    .stderr_has("hot upgrade rolled back: verify returned false (for 2s)")
+    .stderr_has("Putting the old binary back");
+    let sent: Vec<String> = signals_sent(&out).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(sent, ["USR2", "QUIT"], "no WINCH, no HUP");
+    assert!(
+        nginx.binary_on_disk() == build(1),
+        "the old build is not back at the binary's path"
+    );
+    assert!(!nginx.path("sbin/nginx.old").exists());
+    assert!(!nginx.path("sbin/nginx.new").exists());
+    assert_eq!(nginx.masters(), vec![old]);
+    assert_eq!(nginx.served_by(), ("v1".to_string(), worker));
+}
+
+#[test]
+fn upgrade_playbook_for_another_host_requires_its_url() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nginx-upgrade.rhai");
+    Test::new()
+        .args(&["play", &script.display().to_string()])
+        .args(&["-p", "host=root@192.0.2.1", "-p", "version=1.26.0"])
+        .run()
+        .code(1)
+        .stderr_has("-p host=root@192.0.2.1 needs -p url=...");
+}
+
+#[test]
+fn new_master_whose_workers_do_not_answer_is_never_sent_winch() {
+    let nginx = Nginx::start();
+    let old = nginx.master();
+    let worker = nginx.only_worker_of(old);
+    let traffic = Traffic::start(nginx.port);
+    // The new master starts and listens, but answers 500.
+    nginx.set_config("v2", 500);
+    nginx.install_new_binary();
+    let url = nginx.url("/");
+    let out = Test::new()
+        .script(&upgrade_script(
+            "local()",
+            &nginx.pidfile(),
+            &format!(
+                "verify: || {{ let r = http_get(\"{url}\", {CLOSE}); r.status == 200 && r.body.starts_with(\"v2 \") }}, timeout: 2"
+            ),
+        ))
+        .args(&["--journal", "run.jsonl"])
+        .run()
+        .code(1)
+        .stderr_has("so the old master was never sent WINCH");
+    let (seen, failures) = traffic.finish();
+
+    let sent: Vec<String> = signals_sent(&out).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(sent, ["USR2", "QUIT"], "no WINCH, no HUP");
+    // The old worker answered throughout; the new one did answer, with 500.
+    let v1 = format!("v1 {worker}");
+    assert!(seen.iter().all(|s| *s == v1), "{seen:?}");
+    assert!(seen.len() > 20, "only {} answers", seen.len());
+    assert!(
+        failures
+            .iter()
+            .all(|f| f.starts_with("status: HTTP/1.1 500")),
+        "{failures:?}"
+    );
+    assert!(!failures.is_empty(), "the new master never answered");
+    assert_eq!(nginx.masters(), vec![old]);
+    assert!(!Path::new(&format!("{}.oldbin", nginx.pidfile())).exists());
+    assert_eq!(nginx.served_by(), ("v1".to_string(), worker));
+}
+
+#[test]
+fn rollback_while_the_new_master_finishes_a_long_download_is_rolled_back() {
+    use std::io::BufRead;
+    let nginx = Nginx::start();
+    let old = nginx.master();
+    nginx.set_version("v2");
+    nginx.install_new_binary();
+    // Verify passes once (before WINCH), then never: the rollback comes after WINCH, while a new
+    // worker sends a 6 s download.
+    let (mut child, _dir) = Test::new()
+        .script(&format!(
+            "let n = 0;\n\
+             import \"nginx\" as nginx;\n\
+             try {{ nginx::hot_upgrade(local(), #{{pidfile: \"{}\", verify: || {{ n += 1; n == 1 }}, timeout: 1.5}}) }}\n\
+             catch (e) {{ print(e.kind); print(e.message); throw e; }}\n",
+            nginx.pidfile()
+        ))
+        .spawn();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut head = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let verifying = line.contains("verifying new master");
+        head.push(line);
+        if verifying {
+            break;
+        }
+    }
+    let fresh = nginx.master();
+    assert_ne!(fresh, old, "{head:#?}");
+    let download = Download::start_path(&nginx, "/slow.bin");
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(1), "{rest:#?}");
+    let stdout: Vec<&str> = stdout.lines().collect();
+    assert_eq!(stdout[0], "rolled_back", "{stdout:#?}\n{rest:#?}");
+    let warning = format!("new master {fresh} is still finishing requests 1.5s after QUIT");
+    assert!(
+        rest.iter().any(|l| l.contains(&warning)),
+        "{warning:?} in {rest:#?}"
+    );
+    // Reported as it is: the old master serves, the new one only finishes its download.
+    assert!(
+        stdout[1].contains(&format!(
+            "master {fresh} has no worker taking requests (workers ["
+        )) && stdout[1].contains(&format!("old master {old} serves with workers [")),
+        "{}",
+        stdout[1]
+    );
+    let worker = children(old)
+        .into_iter()
+        .find(|&p| p != fresh)
+        .expect("a worker of the old master");
+    assert_eq!(nginx.served_by(), ("v1".to_string(), worker));
+
+    // The download ends intact; then the new master exits and the old one takes the pid file back.
+    download.assert_intact();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nginx.masters() != vec![old] || read_pid(&nginx.pidfile()) != Some(old) {
+        assert!(Instant::now() < deadline, "the new master did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!Path::new(&format!("{}.oldbin", nginx.pidfile())).exists());
+    assert_eq!(children(old), vec![worker]);
+}
+
+#[test]
+fn winch_ignored_by_a_foreground_nginx_is_reported_and_the_upgrade_completes() {
+    let nginx = Nginx::launch(None, Mode::Foreground);
+    let old = nginx.master();
+    nginx.set_version("v2");
+    nginx.install_new_binary();
+    let url = nginx.url("/");
+    Test::new()
+        .script(&upgrade_script(
+            "local()",
+            &nginx.pidfile(),
+            &format!(
+                "verify: || http_get(\"{url}\", {CLOSE}).body.starts_with(\"v2 \"), timeout: 10, drain_timeout: 0.5"
+            ),
+        ))
+        .run()
+        .success()
+        .stderr_has("still take new connections 0.5s after WINCH (nginx ignores WINCH when it runs with daemon off)")
+        .stderr_lacks("they take no new connections");
+    let new = nginx.master();
+    assert_ne!(new, old);
+    assert!(!running(old));
+    assert_eq!(nginx.served_by().0, "v2");
+}
+
+#[test]
+fn rollback_refuses_a_pid_file_that_names_another_process_than_the_new_master() {
+    let nginx = Nginx::start();
+    let old = nginx.master();
+    let worker = nginx.only_worker_of(old);
+    let pf = nginx.pidfile();
+    // `.oldbin` names the master; the pid file a process it did not start.
+    let mut stranger = Command::new("sleep").arg("30").spawn().unwrap();
+    std::fs::rename(&pf, format!("{pf}.oldbin")).unwrap();
+    std::fs::write(&pf, format!("{}\n", stranger.id())).unwrap();
+    let out = Test::new()
+        .script(&format!(
+            "import \"nginx\" as nginx;\nnginx::rollback(local(), #{{pidfile: \"{pf}\", timeout: 2}});\n"
+        ))
+        .args(&["--journal", "run.jsonl"])
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "rollback refused: {pf} names pid {}, which is not a child of the old master {old}",
+            stranger.id()
+        ));
+    assert_eq!(signals_sent(&out), vec![]);
+    assert!(
+        stranger.try_wait().unwrap().is_none(),
+        "the stranger was signalled"
+    );
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    assert_eq!(children(old), vec![worker]);
 }
 
 #[test]
@@ -651,11 +1011,15 @@ fn interrupted_hot_upgrade_is_rolled_back_when_the_script_stops() {
     let old = nginx.master();
     nginx.set_version("v2");
     nginx.install_new_binary();
+    // Verify passes once (before WINCH), then never: the run stops while the old workers are gone.
     let (mut child, _dir) = Test::new()
-        .script(&upgrade_script(
-            "local()",
-            &nginx.pidfile(),
-            "verify: || false, timeout: 30",
+        .script(&format!(
+            "let n = 0;\n{}",
+            upgrade_script(
+                "local()",
+                &nginx.pidfile(),
+                "verify: || { n += 1; n == 1 }, timeout: 30",
+            )
         ))
         .spawn();
     // Ctrl-C while it verifies: the new master serves, the old one has sent its workers away.
