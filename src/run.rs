@@ -228,6 +228,10 @@ impl Run {
         self.http.get_or_init(|| {
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::limited(5))
+                // A fresh connection per request: a health check must reach whichever process
+                // accepts now, and an idle keep-alive connection to a worker that is shutting down
+                // (nginx after WINCH/QUIT) fails the request that reuses it.
+                .pool_max_idle_per_host(0)
                 .build()
                 .expect("an HTTP client with default TLS settings")
         })

@@ -72,3 +72,38 @@ fn wait_http_on_a_closed_port_times_out_with_the_connection_error() {
         .stderr_has("still not done after 0.3s; last seen: GET")
         .stderr_has("Connection refused");
 }
+
+#[test]
+fn every_request_opens_a_new_connection() {
+    // A server that keeps connections alive: a client that pools them would send the second
+    // request on the first connection, and a health check would test an old connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                use std::io::{BufRead, Write};
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                let mut line = String::new();
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    if line == "\r\n" {
+                        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok");
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    Test::new()
+        .script(&format!(
+            "for i in 0..3 {{ print(http_get(\"http://127.0.0.1:{port}/\").body) }}"
+        ))
+        .run()
+        .success()
+        .stdout_is("ok\nok\nok\n");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}

@@ -86,7 +86,8 @@ pub mod http_api {
     type Res<T> = Result<T, Box<EvalAltResult>>;
 
     /// GET `url`. Returns `#{status, body, headers}` whatever the status; a connection that fails or
-    /// times out (10 s) throws naming the URL.
+    /// times out (10 s) throws naming the URL. Every request opens a new connection (no keep-alive
+    /// reuse), so it reaches whichever server process accepts now.
     ///
     /// ```rhai
     /// let r = http_get("http://127.0.0.1:8080/health");
