@@ -4,12 +4,21 @@
 //! ends with a prompt line (`> `, or `master> ` on the master CLI), so one connection carries any number
 //! of commands and a 1000-command loop costs 1000 round trips, not 1000 connects. HAProxy closes idle
 //! CLI connections (`stats timeout`, 10 s by default) and restarts close them too: a connection found
-//! closed before a command, or closed without a byte of answer, is opened again once, transparently.
-//! A socket that does not answer `prompt` with a prompt is used one connection per command instead.
+//! closed before a command is opened again, transparently. An answer is complete only with its
+//! prompt: one cut off is sent again once when the command only reads (`show`, `get`, `help`); a
+//! change is never sent twice, and one whose answer was cut off fails with kind "unknown_outcome"
+//! (it may have been applied). A socket that does not answer `prompt` with a prompt is used one
+//! connection per command instead.
+//!
+//! On a master CLI (`haproxy -W -S`), commands go to every worker `show proc` lists, the old workers
+//! of a reload included: they keep carrying their sessions to the backends until those end. A
+//! worker that exits in between is skipped. `reload`, which the 2.6 master answers by closing the
+//! connection, is confirmed with the reload counters of `show proc`.
 //!
 //! HAProxy answers errors as plain text, never as a status: the known error texts become script errors
 //! with a `kind`, and the answers of `set` commands, empty on success, are errors whenever they are not.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -95,12 +104,13 @@ type Conn = Box<dyn Stream>;
 
 /// How an exchange on a connection ended.
 enum Answer {
-    /// The answer, and the connection is ready for the next command.
+    /// The whole answer, ended by the prompt: the connection is ready for the next command.
     Prompt(String),
-    /// HAProxy closed the connection after this (possibly empty) answer.
-    Closed(String),
-    /// Writing the command or reading its answer failed before a byte of answer came.
-    Lost(std::io::Error),
+    /// Writing the command failed: the connection was already closed and HAProxy never read it.
+    Unsent(std::io::Error),
+    /// The command was written, then the connection ended before the prompt: after this text
+    /// (possibly empty), with the read error if there was one.
+    Ended(String, Option<std::io::Error>),
 }
 
 /// One stats socket or master CLI, and the connection kept open on it.
@@ -157,64 +167,55 @@ impl Socket {
     /// A new connection in interactive mode, or None when the socket does not speak it.
     async fn open(&self) -> Result<Option<Conn>, Failure> {
         let mut conn = self.connect().await?;
-        match exchange(&mut conn, "prompt")
-            .await
-            .map_err(|e| self.io_failure(e))?
-        {
+        match exchange(&mut conn, "prompt").await {
             Answer::Prompt(_) => Ok(Some(conn)),
-            Answer::Closed(_) => {
+            Answer::Ended(..) => {
                 self.oneshot.store(true, Ordering::SeqCst);
                 Ok(None)
             }
-            Answer::Lost(e) => Err(self.io_failure(e)),
+            Answer::Unsent(e) => Err(self.io_failure(e)),
         }
     }
 
     /// Send one command line and return HAProxy's answer, exactly as `socat` would print it.
-    async fn send(&self, line: &str) -> Result<String, Failure> {
+    ///
+    /// In interactive mode every complete answer ends with the prompt: an answer without it was cut
+    /// off. A command is sent again (once, on a new connection) only when HAProxy cannot have read
+    /// it (writing it failed), or when it only reads (`read_only`). A change whose connection ended
+    /// after it was written may have been applied: it fails with kind "unknown_outcome", never sent
+    /// twice.
+    async fn send(&self, line: &str, read_only: bool) -> Result<String, Failure> {
         let mut slot = self.conn.lock().await;
-        if self.oneshot.load(Ordering::SeqCst) {
-            return self.send_oneshot(line).await;
-        }
-        let idle = match slot.take() {
-            Some(mut c) => (!closed(&mut c).await).then_some(c),
-            None => None,
-        };
-        let (mut conn, mut reused) = match idle {
-            Some(c) => (c, true),
-            None => match self.open().await? {
-                Some(c) => (c, false),
-                None => return self.send_oneshot(line).await,
-            },
-        };
+        let mut resent = false;
         loop {
+            if self.oneshot.load(Ordering::SeqCst) {
+                return self.send_oneshot(line).await;
+            }
+            // A connection HAProxy closed while idle (`stats timeout`, a restart) is replaced
+            // before the command is written.
+            let idle = match slot.take() {
+                Some(mut c) => (!closed(&mut c).await).then_some(c),
+                None => None,
+            };
+            let mut conn = match idle {
+                Some(c) => c,
+                None => match self.open().await? {
+                    Some(c) => c,
+                    None => return self.send_oneshot(line).await,
+                },
+            };
             match exchange(&mut conn, line).await {
-                Ok(Answer::Prompt(text)) => {
+                Answer::Prompt(text) => {
                     *slot = Some(conn);
                     return Ok(text);
                 }
-                Ok(Answer::Closed(text)) if !text.is_empty() => return Ok(text),
-                // Closed or reset without a byte of answer on a connection that was idle: HAProxy
-                // closed it before it read the command. Once more on a new connection. (After part
-                // of an answer, the command may have run: never sent twice.)
-                Ok(Answer::Closed(_) | Answer::Lost(_)) if reused => {
-                    reused = false;
-                    conn = match self.open().await? {
-                        Some(c) => c,
-                        None => return self.send_oneshot(line).await,
-                    };
-                }
-                Ok(Answer::Closed(_)) => {
-                    return Err(Failure::new(
-                        "io",
-                        &self.label,
-                        format!(
-                            "{}: `{line}`: HAProxy closed the connection without answering",
-                            self.label
-                        ),
-                    ))
-                }
-                Ok(Answer::Lost(e)) | Err(e) => return Err(self.io_failure(e)),
+                // A whole error line after which HAProxy closes (the master CLI does so for a
+                // worker that is gone: `Can't find the target PID ...`).
+                Answer::Ended(text, _) if complete_error(&text) => return Ok(text),
+                Answer::Unsent(_) if !resent => resent = true,
+                Answer::Ended(..) if read_only && !resent => resent = true,
+                Answer::Unsent(e) => return Err(self.io_failure(e)),
+                Answer::Ended(text, e) => return Err(self.cut_off(line, &text, e, read_only)),
             }
         }
     }
@@ -234,6 +235,49 @@ impl Socket {
     fn io_failure(&self, e: std::io::Error) -> Failure {
         Failure::new("io", &self.label, format!("{}: {e}", self.label))
     }
+
+    /// The connection ended after `line` was written and before the prompt that ends an answer.
+    fn cut_off(
+        &self,
+        line: &str,
+        text: &str,
+        e: Option<std::io::Error>,
+        read_only: bool,
+    ) -> Failure {
+        let how = match (text.is_empty(), e) {
+            (true, None) => "HAProxy closed the connection without answering".to_string(),
+            (true, Some(e)) => format!("the connection failed before an answer ({e})"),
+            (false, None) => format!(
+                "HAProxy closed the connection after {} byte(s) of answer, without the prompt that ends a complete one",
+                text.len()
+            ),
+            (false, Some(e)) => format!(
+                "the connection failed after {} byte(s) of answer, before the prompt that ends a complete one ({e})",
+                text.len()
+            ),
+        };
+        if read_only {
+            Failure::new(
+                "io",
+                &self.label,
+                format!("{}: `{line}`: {how} (tried twice)", self.label),
+            )
+        } else {
+            Failure::new(
+                "unknown_outcome",
+                &self.label,
+                format!(
+                    "{}: `{line}`: {how}; the command was sent and may have been applied (not sent again: check the state before retrying)",
+                    self.label
+                ),
+            )
+        }
+    }
+}
+
+/// Whether a connection's last words are one whole known error line.
+fn complete_error(text: &str) -> bool {
+    text.ends_with('\n') && text.trim().lines().count() == 1 && error_kind(text).is_some()
 }
 
 /// Whether an idle connection was closed by the other end (or holds stray bytes, which would
@@ -250,11 +294,10 @@ async fn closed(conn: &mut Conn) -> bool {
     .await
 }
 
-/// Write one command line and read its answer up to the next prompt. An error after part of the
-/// answer is an `Err`.
-async fn exchange(conn: &mut Conn, line: &str) -> std::io::Result<Answer> {
+/// Write one command line and read its answer up to the next prompt.
+async fn exchange(conn: &mut Conn, line: &str) -> Answer {
     if let Err(e) = conn.write_all(format!("{line}\n").as_bytes()).await {
-        return Ok(Answer::Lost(e));
+        return Answer::Unsent(e);
     }
     let mut buf = Vec::with_capacity(4096);
     loop {
@@ -262,31 +305,31 @@ async fn exchange(conn: &mut Conn, line: &str) -> std::io::Result<Answer> {
             buf.reserve(buf.capacity());
         }
         match conn.read_buf(&mut buf).await {
-            Ok(0) => return Ok(Answer::Closed(String::from_utf8_lossy(&buf).into_owned())),
+            Ok(0) => return Answer::Ended(String::from_utf8_lossy(&buf).into_owned(), None),
             Ok(_) => {}
-            Err(e) if buf.is_empty() => return Ok(Answer::Lost(e)),
-            Err(e) => return Err(e),
+            Err(e) => return Answer::Ended(String::from_utf8_lossy(&buf).into_owned(), Some(e)),
         }
         if let Some(end) = prompt_start(&buf) {
             buf.truncate(end);
-            return Ok(Answer::Prompt(String::from_utf8_lossy(&buf).into_owned()));
+            return Answer::Prompt(String::from_utf8_lossy(&buf).into_owned());
         }
     }
 }
 
-/// Where the prompt starts when `buf` ends with one: a last line (no newline after it) such as `> `
-/// or `master> `. HAProxy writes nothing after the prompt until it gets the next command, so a prompt
-/// at the end of what was read is the end of the answer.
+/// Where the prompt starts when `buf` ends with one: a last line (no newline after it) such as `> `,
+/// `master> ` or, after a failed reload, `master[ReloadFailed]> `. HAProxy writes nothing after the
+/// prompt until it gets the next command, so a prompt at the end of what was read is the end of the
+/// answer.
 fn prompt_start(buf: &[u8]) -> Option<usize> {
     if !buf.ends_with(b"> ") {
         return None;
     }
     let start = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let name = &buf[start..buf.len() - 2];
-    let plausible = name.len() <= 32
+    let plausible = name.len() <= 40
         && name
             .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-+@!".contains(b));
+            .all(|b| b.is_ascii_alphanumeric() || b"_-+@![]:".contains(b));
     plausible.then_some(start)
 }
 
@@ -294,19 +337,32 @@ fn prompt_start(buf: &[u8]) -> Option<usize> {
 struct Endpoint<'a> {
     socket: &'a Socket,
     prefix: Option<String>,
+    /// An old worker of a reload: it only finishes the sessions it holds.
+    old: bool,
 }
 
-impl Endpoint<'_> {
+impl<'a> Endpoint<'a> {
+    /// The socket itself (on a master CLI: the master).
+    fn direct(socket: &'a Socket) -> Self {
+        Endpoint {
+            socket,
+            prefix: None,
+            old: false,
+        }
+    }
+
     /// What messages name: the socket, and the worker on a master CLI.
     fn label(&self) -> String {
-        match &self.prefix {
-            Some(p) => format!("{} {p}", self.socket.label),
-            None => self.socket.label.clone(),
+        match (&self.prefix, self.old) {
+            (Some(p), false) => format!("{} {p}", self.socket.label),
+            (Some(p), true) => format!("{} {p} (old worker)", self.socket.label),
+            (None, _) => self.socket.label.clone(),
         }
     }
 }
 
 /// HAProxy's error answers (at the start of the answer), and the `kind` scripts see for them.
+/// The texts are HAProxy 2.6's (`src/cli.c`, `src/server.c`, `src/mworker.c`).
 const ERRORS: &[(&str, &str)] = &[
     ("No such server", "no_such_server"),
     ("No such backend", "no_such_backend"),
@@ -315,9 +371,39 @@ const ERRORS: &[(&str, &str)] = &[
     ("Unknown command", "unknown_command"),
     ("Permission denied", "permission"),
     ("Backend is using a static LB algorithm", "static_algorithm"),
+    (
+        "Backend must use a dynamic load balancing",
+        "static_algorithm",
+    ),
     ("Can't find the target PID", "no_such_process"),
+    (
+        "Health check was not configured on this server",
+        "not_configured",
+    ),
+    ("Agent was not configured on this server", "not_configured"),
+    (
+        "agent checks are not enabled on this server",
+        "not_configured",
+    ),
+    ("cannot change health on a tracking server", "haproxy"),
+    ("Only servers in maintenance mode can be deleted", "haproxy"),
+    ("Already exists a server with the same name", "haproxy"),
+    ("unable to find required", "haproxy"),
+    ("unable to use ", "haproxy"),
+    ("unable to track ", "haproxy"),
+    ("provided port is not an integer", "haproxy"),
+    ("can't unset 'port'", "haproxy"),
+    ("can't change <port>", "haproxy"),
+    ("Update to families other than", "haproxy"),
+    ("Update for the current server address family", "haproxy"),
+    ("MUX protocol is not usable", "haproxy"),
+    ("cannot allocate memory", "haproxy"),
+    ("usage: ", "haproxy"),
+    ("set server <b>/<s>", "haproxy"),
     ("Require ", "haproxy"),
     ("Invalid ", "haproxy"),
+    ("invalid addr", "haproxy"),
+    ("invalid fqdn", "haproxy"),
     ("Absolute weight", "haproxy"),
     ("Relative weight", "haproxy"),
     ("'set server", "haproxy"),
@@ -440,8 +526,21 @@ fn parse_stat(target: &str, text: &str) -> Result<Vec<Map>, Failure> {
         .map(str::to_string)
         .collect();
     let mut out = Vec::new();
-    for record in rows.records() {
+    for (i, record) in rows.records().enumerate() {
         let record = record.map_err(bad)?;
+        // A row shorter than the header is an answer cut off (its counts would be missing).
+        if record.len() != names.len() {
+            return Err(Failure::new(
+                "haproxy",
+                target,
+                format!(
+                    "{target}: `show stat` row {} has {} field(s) where the header has {}: the answer is cut off or malformed",
+                    i + 1,
+                    record.len(),
+                    names.len()
+                ),
+            ));
+        }
         out.push(
             names
                 .iter()
@@ -462,21 +561,37 @@ fn parse_info(text: &str) -> Map {
         .collect()
 }
 
-/// The workers of a master CLI's `show proc`: the pids listed under `# workers` (old workers of a
-/// reload are left out: they only finish their sessions).
-fn parse_workers(text: &str) -> Vec<i64> {
-    let mut in_workers = false;
+/// The workers of a master CLI's `show proc`: (pid, old) for the pids under `# workers`, then those
+/// under `# old workers` (the workers a reload replaced: they still carry their sessions to the
+/// backends until those end).
+fn parse_workers(text: &str) -> Vec<(i64, bool)> {
+    let mut section = "";
     let mut pids = Vec::new();
     for line in text.lines() {
-        if line.starts_with('#') {
-            in_workers = line.trim_start_matches('#').trim() == "workers";
-        } else if in_workers {
+        if let Some(name) = line.strip_prefix('#') {
+            section = name.trim();
+        } else if matches!(section, "workers" | "old workers") {
             if let Some(pid) = line.split_whitespace().next().and_then(|p| p.parse().ok()) {
-                pids.push(pid);
+                pids.push((pid, section == "old workers"));
             }
         }
     }
+    pids.sort_by_key(|&(_, old)| old);
     pids
+}
+
+/// The master's reload counters in `show proc`: its line `<pid> master <reloads> [failed: <n>] ...`.
+fn parse_reloads(text: &str) -> Option<(i64, i64)> {
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("master"))?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let reloads = fields.get(2)?.parse().ok()?;
+    let failed = match (fields.get(3), fields.get(4)) {
+        (Some(&"[failed:"), Some(n)) => n.trim_end_matches(']').parse().ok()?,
+        _ => 0,
+    };
+    Some((reloads, failed))
 }
 
 /// `show stat` columns that count things: summed when the rows of several processes are merged.
@@ -559,19 +674,27 @@ fn merge_rows(per_endpoint: Vec<(String, Vec<Map>)>, key: &[&str], summed: &[&st
             .map(|k| m.get(*k).map(|v| v.to_string()).unwrap_or_default())
             .collect()
     };
-    let mut merged: Vec<(Vec<String>, Map, Map, Vec<String>)> = Vec::new();
+    // (merged row, each process's row, the distinct statuses), in the order rows first appear.
+    let mut merged: Vec<(Map, Map, Vec<String>)> = Vec::new();
+    let mut index: HashMap<Vec<String>, usize> = HashMap::new();
     for (label, rows) in per_endpoint {
         for row in rows {
-            let k = id(&row);
             let status = row.get("status").map(|s| s.to_string());
-            match merged.iter_mut().find(|(mk, ..)| *mk == k) {
-                Some((_, m, sockets, statuses)) => {
+            match index.entry(id(&row)) {
+                Entry::Occupied(e) => {
+                    let (m, sockets, statuses) = &mut merged[*e.get()];
                     for s in summed {
-                        if let (Some(a), Some(b)) = (
-                            m.get(*s).and_then(|v| v.as_int().ok()),
-                            row.get(*s).and_then(|v| v.as_int().ok()),
-                        ) {
-                            m.insert((*s).into(), (a + b).into());
+                        let a = m.get(*s).and_then(|v| v.as_int().ok());
+                        let b = row.get(*s).and_then(|v| v.as_int().ok());
+                        match (a, b) {
+                            (Some(a), Some(b)) => {
+                                m.insert((*s).into(), (a + b).into());
+                            }
+                            (None, None) => {}
+                            // A count one process lacks: the total is unknown, not the others' sum.
+                            _ => {
+                                m.insert((*s).into(), Dynamic::UNIT);
+                            }
                         }
                     }
                     if let Some(st) = status.filter(|st| !statuses.contains(st)) {
@@ -579,17 +702,18 @@ fn merge_rows(per_endpoint: Vec<(String, Vec<Map>)>, key: &[&str], summed: &[&st
                     }
                     sockets.insert(label.as_str().into(), row.into());
                 }
-                None => {
+                Entry::Vacant(e) => {
+                    e.insert(merged.len());
                     let mut sockets = Map::new();
                     sockets.insert(label.as_str().into(), row.clone().into());
-                    merged.push((k, row, sockets, status.into_iter().collect()));
+                    merged.push((row, sockets, status.into_iter().collect()));
                 }
             }
         }
     }
     merged
         .into_iter()
-        .map(|(_, mut m, sockets, statuses)| {
+        .map(|(mut m, sockets, statuses)| {
             if statuses.len() > 1 {
                 m.insert("status".into(), statuses.join(" | ").into());
             }
@@ -644,6 +768,28 @@ fn read_only(command: &str) -> bool {
     matches!(first, "show" | "get" | "help")
 }
 
+/// The command without a master CLI routing prefix for the master itself (`@master`).
+fn for_master(command: &str) -> &str {
+    match command.trim().strip_prefix("@master") {
+        Some(rest) if rest.starts_with(char::is_whitespace) => rest.trim(),
+        _ => command.trim(),
+    }
+}
+
+/// Whether a command is the master CLI's `reload` (possibly as `@master reload`).
+fn is_reload(command: &str) -> bool {
+    for_master(command) == "reload"
+}
+
+/// Commands only the master of a master CLI knows: sent to it, not routed to the workers.
+fn master_only(command: &str) -> bool {
+    let c = for_master(command);
+    c == "reload" || c.starts_with("show proc")
+}
+
+/// How each endpoint's answer to a command is judged.
+type Check<'c> = &'c dyn Fn(&Endpoint, &str, &str) -> Result<(), Failure>;
+
 impl Haproxy {
     fn open(addrs: &[String], options: Map) -> Result<Haproxy, Failure> {
         let label = addrs.join(", ");
@@ -672,6 +818,10 @@ impl Haproxy {
         labels.join(", ")
     }
 
+    fn sockets(&self) -> Vec<String> {
+        self.0.sockets.iter().map(|s| s.label.clone()).collect()
+    }
+
     /// Send one command to one endpoint and return the raw answer (timeout and Ctrl-C applied).
     fn ask(&self, run: &Run, ep: &Endpoint, command: &str) -> Result<String, Failure> {
         let line = match &ep.prefix {
@@ -682,153 +832,249 @@ impl Haproxy {
             &ep.label(),
             &format!("`{command}`"),
             Some(self.0.timeout),
-            ep.socket.send(&line),
+            ep.socket.send(&line, read_only(command)),
         )
     }
 
-    /// Where commands go: every socket, or on master CLIs every current worker behind them.
+    /// `ask`, except the master CLI's `reload`, which is confirmed with `show proc`.
+    fn exec(&self, run: &Run, ep: &Endpoint, command: &str) -> Result<String, Failure> {
+        if self.0.master && ep.prefix.is_none() && is_reload(command) {
+            self.reload(run, ep, command)
+        } else {
+            self.ask(run, ep, command)
+        }
+    }
+
+    /// The sockets themselves (on master CLIs: the masters).
+    fn direct(&self) -> Vec<Endpoint<'_>> {
+        self.0.sockets.iter().map(Endpoint::direct).collect()
+    }
+
+    /// Where commands go: every socket, or on master CLIs every worker behind them, the old
+    /// workers of a reload included (they still send their sessions to the backends).
     fn endpoints(&self, run: &Run) -> Result<Vec<Endpoint<'_>>, Failure> {
+        if !self.0.master {
+            return Ok(self.direct());
+        }
         let mut eps = Vec::new();
         for socket in &self.0.sockets {
-            if self.0.master {
-                eps.extend(self.worker_endpoints(run, socket)?);
-            } else {
-                eps.push(Endpoint {
-                    socket,
-                    prefix: None,
-                });
-            }
+            eps.extend(self.worker_endpoints(run, socket)?);
         }
         Ok(eps)
     }
 
-    /// A known error answer as a failure naming the endpoint, the command and HAProxy's words.
-    fn check(&self, ep: &Endpoint, command: &str, answer: &str) -> Result<(), Failure> {
-        match error_kind(answer) {
-            None => Ok(()),
-            Some(kind) => Err(self.refused(ep, command, kind, answer)),
+    /// The workers behind one master CLI socket (asked with `show proc` each time: a reload
+    /// replaces them).
+    fn worker_endpoints<'a>(
+        &'a self,
+        run: &Run,
+        socket: &'a Socket,
+    ) -> Result<Vec<Endpoint<'a>>, Failure> {
+        let master = Endpoint::direct(socket);
+        let answer = self.ask(run, &master, "show proc")?;
+        known_error(&master, "show proc", &answer)?;
+        let pids = parse_workers(&answer);
+        if !pids.iter().any(|(_, old)| !old) {
+            return Err(Failure::new(
+                "haproxy",
+                &socket.label,
+                format!(
+                    "{}: `show proc` lists no worker (is this a master CLI socket, `haproxy -W -S`?): {:?}",
+                    socket.label,
+                    words(&answer)
+                ),
+            ));
         }
+        Ok(pids
+            .into_iter()
+            .map(|(pid, old)| Endpoint {
+                socket,
+                prefix: Some(format!("@!{pid}")),
+                old,
+            })
+            .collect())
     }
 
-    fn refused(&self, ep: &Endpoint, command: &str, kind: &str, answer: &str) -> Failure {
-        let label = ep.label();
-        Failure::new(
-            kind,
-            &label,
-            format!("{label}: `{command}`: {}", words(answer)),
-        )
+    /// Run `command` on each endpoint and judge each answer with `check`: (endpoint label, answer)
+    /// for each. A worker that exited since `show proc` listed it is skipped. A read stops at the
+    /// first failure; a change (`change`) is tried on every endpoint, and its failure names the
+    /// endpoints that failed and the ones where it was applied.
+    fn each(
+        &self,
+        run: &Run,
+        eps: &[Endpoint],
+        command: &str,
+        change: bool,
+        check: Check,
+    ) -> Result<Vec<(String, String)>, Failure> {
+        let mut out = Vec::new();
+        let mut failures: Vec<Failure> = Vec::new();
+        let mut gone = Vec::new();
+        for ep in eps {
+            let r = self
+                .exec(run, ep, command)
+                .and_then(|answer| check(ep, command, &answer).map(|()| answer));
+            match r {
+                // An old worker that exits (its last session ended) between `show proc` and this
+                // command gets an empty answer from the master instead of `Can't find the target
+                // PID`: gone too. Every read command has a non-empty answer.
+                Ok(answer) if ep.old && !change && answer.trim().is_empty() => {
+                    run.report.debug(&format!(
+                        "{}: exited since `show proc` listed it; skipped",
+                        ep.label()
+                    ));
+                    gone.push(ep.label());
+                }
+                Ok(answer) => out.push((ep.label(), answer)),
+                Err(e) if ep.prefix.is_some() && e.kind == "no_such_process" => {
+                    run.report.debug(&format!(
+                        "{}: exited since `show proc` listed it; skipped",
+                        ep.label()
+                    ));
+                    gone.push(ep.label());
+                }
+                Err(e) if !change || matches!(e.kind.as_str(), "interrupted" | "deadline") => {
+                    return Err(e)
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        if let Some(first) = failures.first() {
+            let targets: Vec<&str> = failures.iter().map(|f| f.target.as_str()).collect();
+            let mut message = failures
+                .iter()
+                .map(|f| f.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            if !out.is_empty() {
+                let applied: Vec<&str> = out.iter().map(|(l, _)| l.as_str()).collect();
+                message.push_str(&format!(" (applied on {})", applied.join(", ")));
+            }
+            return Err(Failure::new(&first.kind, targets.join(", "), message));
+        }
+        if out.is_empty() {
+            let label = self.label();
+            return Err(Failure::new(
+                "no_such_process",
+                &label,
+                format!(
+                    "{label}: `{command}`: no worker left to answer ({} exited meanwhile)",
+                    gone.join(", ")
+                ),
+            ));
+        }
+        Ok(out)
     }
 
     /// A read-only command on every endpoint: (endpoint label, answer) for each.
     fn read(&self, run: &Run, command: &str) -> Result<Vec<(String, String)>, Failure> {
         run.check_cancel(&self.label())?;
-        let mut out = Vec::new();
-        for ep in self.endpoints(run)? {
-            let answer = self.ask(run, &ep, command)?;
-            self.check(&ep, command, &answer)?;
-            out.push((ep.label(), answer));
-        }
-        Ok(out)
+        self.each(run, &self.endpoints(run)?, command, false, &known_error)
     }
 
     /// A `set` command on every endpoint (called inside the effect gate). Their answer is empty on
-    /// success: anything else is HAProxy refusing. Every endpoint is tried; the failure names the ones
-    /// that refused and the ones that applied it.
+    /// success: anything else is HAProxy refusing.
     fn write(&self, run: &Run, command: &str) -> Result<(), Failure> {
-        let mut failures: Vec<Failure> = Vec::new();
-        let mut applied = Vec::new();
-        for ep in self.endpoints(run)? {
-            let r = self.ask(run, &ep, command).and_then(|answer| {
-                if answer.trim().is_empty() {
-                    Ok(())
-                } else {
-                    let kind = error_kind(&answer).unwrap_or("haproxy");
-                    Err(self.refused(&ep, command, kind, &answer))
-                }
-            });
-            match r {
-                Ok(()) => applied.push(ep.label()),
-                Err(e) if e.kind == "interrupted" => return Err(e),
-                Err(e) => failures.push(e),
-            }
-        }
-        let Some(first) = failures.first() else {
-            return Ok(());
-        };
-        let targets: Vec<&str> = failures.iter().map(|f| f.target.as_str()).collect();
-        let mut message = failures
-            .iter()
-            .map(|f| f.message.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
-        if !applied.is_empty() {
-            message.push_str(&format!(" (applied on {})", applied.join(", ")));
-        }
-        Err(Failure::new(&first.kind, targets.join(", "), message))
+        self.each(run, &self.endpoints(run)?, command, true, &empty_answer)?;
+        Ok(())
     }
 
-    /// The `show stat` rows of the servers of `backend`, per endpoint.
-    fn server_rows(&self, run: &Run, backend: &str) -> Result<Vec<(String, Vec<Map>)>, Failure> {
+    /// The master CLI's `reload`. HAProxy 2.6's master re-executes itself and closes the
+    /// connection without a word, so the outcome is read from `show proc`'s reload counters, and
+    /// `reload` is never sent twice.
+    fn reload(&self, run: &Run, ep: &Endpoint, command: &str) -> Result<String, Failure> {
+        let label = ep.label();
+        let counters = |answer: &str| {
+            parse_reloads(answer).ok_or_else(|| {
+                Failure::new(
+                    "haproxy",
+                    &label,
+                    format!(
+                        "{label}: `show proc` shows no master line with its reload count: {:?}",
+                        words(answer)
+                    ),
+                )
+            })
+        };
+        let (before, failed_before) = counters(&self.ask(run, ep, "show proc")?)?;
+        match self.ask(run, ep, command) {
+            // A version that answers `reload` (with its startup logs).
+            Ok(answer) => return Ok(answer),
+            Err(e) if e.kind == "unknown_outcome" => {}
+            Err(e) => return Err(e),
+        }
+        let deadline = std::time::Instant::now() + self.0.timeout;
+        let mut last = format!("{before} reload(s)");
+        loop {
+            match self.ask(run, ep, "show proc").and_then(|a| counters(&a)) {
+                Ok((reloads, failed)) if reloads > before => {
+                    if failed > failed_before {
+                        return Err(Failure::new(
+                            "reload_failed",
+                            &label,
+                            format!(
+                                "{label}: `{command}`: the reload failed (`show proc`: {failed} failed reload(s) in a row): the previous workers keep running; HAProxy's log says why"
+                            ),
+                        ));
+                    }
+                    return Ok(String::new());
+                }
+                Ok((reloads, _)) => last = format!("{reloads} reload(s)"),
+                Err(e) if matches!(e.kind.as_str(), "interrupted" | "deadline") => return Err(e),
+                // The master is re-executing itself: not answering yet.
+                Err(e) => last = e.message,
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Failure::new(
+                    "unknown_outcome",
+                    &label,
+                    format!(
+                        "{label}: `{command}`: the master closed the connection without answering and `show proc` still shows no new reload after {} (last: {last}); it may or may not reload",
+                        fmt_secs(self.0.timeout.as_secs_f64())
+                    ),
+                ));
+            }
+            run.sleep(Duration::from_millis(50))?;
+        }
+    }
+
+    /// The servers of `backend` as `servers()` describes them, per endpoint.
+    fn servers_each(&self, run: &Run, backend: &str) -> Result<Vec<(String, Vec<Map>)>, Failure> {
         check_backend(&self.label(), backend)?;
         let command = format!("show stat {backend} 4 -1");
         self.read(run, &command)?
             .into_iter()
-            .map(|(label, answer)| Ok((label.clone(), parse_stat(&label, &answer)?)))
-            .collect()
-    }
-
-    /// The row of one server, per endpoint; an error when a process does not have it.
-    fn server_row(&self, run: &Run, server: &str) -> Result<Vec<(String, Map)>, Failure> {
-        let (be, srv) = parse_server(&self.label(), server)?;
-        self.server_rows(run, be)?
-            .into_iter()
-            .map(|(label, rows)| {
-                let names: Vec<String> = rows
-                    .iter()
-                    .filter_map(|r| r.get("svname").map(|n| n.to_string()))
-                    .collect();
-                rows.into_iter()
-                    .find(|r| r.get("svname").is_some_and(|n| n.to_string() == srv))
-                    .map(|r| (label.clone(), r))
-                    .ok_or_else(|| {
-                        Failure::new(
-                            "no_such_server",
-                            &label,
-                            format!(
-                                "{label}: no server {srv} in backend {be} (its servers: {})",
-                                if names.is_empty() {
-                                    "none".into()
-                                } else {
-                                    names.join(", ")
-                                }
-                            ),
-                        )
-                    })
+            .map(|(label, answer)| {
+                let rows = parse_stat(&label, &answer)?;
+                Ok((label, rows.iter().map(server_map).collect()))
             })
             .collect()
     }
 
     fn servers(&self, run: &Run, backend: &str) -> Result<Array, Failure> {
-        let rows = self
-            .server_rows(run, backend)?
-            .into_iter()
-            .map(|(label, rows)| (label, rows.iter().map(server_map).collect()))
-            .collect();
-        Ok(merge_rows(rows, &["name"], SERVER_SUMMED)
-            .into_iter()
-            .map(Dynamic::from_map)
-            .collect())
+        Ok(
+            merge_rows(self.servers_each(run, backend)?, &["name"], SERVER_SUMMED)
+                .into_iter()
+                .map(Dynamic::from_map)
+                .collect(),
+        )
     }
 
+    /// One server of `servers()`.
     fn server(&self, run: &Run, server: &str) -> Result<Map, Failure> {
-        let rows = self
-            .server_row(run, server)?
+        let (be, srv) = parse_server(&self.label(), server)?;
+        let all = self.servers(run, be)?;
+        let maps = all.into_iter().filter_map(|d| d.try_cast::<Map>());
+        find_server(&self.label(), be, srv, maps)
+    }
+
+    /// One server as each endpoint sees it; an error when an endpoint does not have it.
+    fn server_each(&self, run: &Run, server: &str) -> Result<Vec<(String, Map)>, Failure> {
+        let (be, srv) = parse_server(&self.label(), server)?;
+        self.servers_each(run, be)?
             .into_iter()
-            .map(|(label, row)| (label, vec![server_map(&row)]))
-            .collect();
-        Ok(merge_rows(rows, &["name"], SERVER_SUMMED)
-            .pop()
-            .unwrap_or_default())
+            .map(|(label, rows)| Ok((label.clone(), find_server(&label, be, srv, rows)?)))
+            .collect()
     }
 
     /// Under `--dry-run` a change is skipped, but a typo in its server name still fails.
@@ -873,42 +1119,63 @@ impl Haproxy {
         Ok(())
     }
 
-    fn sockets(&self) -> Vec<String> {
-        self.0.sockets.iter().map(|s| s.label.clone()).collect()
-    }
-
-    /// Poll the server's rows until `done` says so; on timeout, the message tells what was seen last.
+    /// Poll the server's rows until `observe` says so. Each new observation is reported as
+    /// progress; on timeout, the message tells what was seen last. Under `--dry-run` the changes
+    /// waited for were skipped: the server is looked up and the wait is only reported.
     fn wait(
         &self,
         run: &Run,
         server: &str,
         timeout: Duration,
-        what: &str,
+        (what, until): (&str, &str),
         mut observe: impl FnMut(&[(String, Map)]) -> Result<(), String>,
     ) -> Result<(), Failure> {
         let label = self.label();
         parse_server(&label, server)?;
-        let mut last = String::new();
-        run.report.debug(&format!("{label}: {server}: {what}"));
-        let r = run.poll(&label, what, timeout, self.0.interval, || {
-            let rows = self.server_row(run, server)?;
-            match observe(&rows) {
-                Ok(()) => Ok(Ok(())),
-                Err(seen) => {
-                    if seen != last {
-                        run.report.debug(&format!("{label}: {server}: {seen}"));
-                        last = seen.clone();
+        if run.dry_run() {
+            self.server(run, server)?;
+            run.report.would(
+                &format!(
+                    "wait until {server} is {} (up to {})",
+                    until,
+                    fmt_secs(timeout.as_secs_f64())
+                ),
+                &label,
+            );
+            return Ok(());
+        }
+        let mut last: Option<String> = None;
+        // Whether the wait ended on the probe's own failure (a socket timing out, an unknown
+        // server), which is passed on as it is.
+        let mut failed = false;
+        let r = run.poll(
+            &label,
+            &format!("{server}: {what}"),
+            timeout,
+            self.0.interval,
+            || {
+                let rows = self.server_each(run, server).inspect_err(|e| {
+                    failed = e.kind != "deadline";
+                })?;
+                match observe(&rows) {
+                    Ok(()) => Ok(Ok(())),
+                    Err(seen) => {
+                        if last.as_ref() != Some(&seen) {
+                            run.report.info(&format!("{label}: {server}: {seen}"));
+                            last = Some(seen.clone());
+                        }
+                        Ok(Err(seen))
                     }
-                    Ok(Err(seen))
                 }
-            }
-        });
+            },
+        );
         match r {
-            Err(e) if e.kind == "timeout" => Err(Failure::new(
+            Err(e) if e.kind == "timeout" && !failed => Err(Failure::new(
                 "timeout",
                 &label,
                 format!(
-                    "{label}: {server}: {last} after {} ({what})",
+                    "{label}: {server}: {} after {} ({what})",
+                    last.as_deref().unwrap_or("no answer from HAProxy yet"),
                     fmt_secs(timeout.as_secs_f64())
                 ),
             )),
@@ -918,8 +1185,22 @@ impl Haproxy {
 
     fn wait_drained(&self, run: &Run, server: &str, timeout: Duration) -> Result<(), Failure> {
         let mut warned = false;
-        self.wait(run, server, timeout, "waiting until drained", |rows| {
-            let int = |m: &Map, k: &str| m.get(k).and_then(|v| v.as_int().ok()).unwrap_or(0);
+        let what = ("waiting until drained", "drained");
+        self.wait(run, server, timeout, what, |rows| {
+            let count = |m: &Map, k: &str| m.get(k).and_then(|v| v.as_int().ok());
+            let int = |m: &Map, k: &str| count(m, k).unwrap_or(0);
+            // A count HAProxy did not give is not a zero.
+            if let Some((l, m)) = rows
+                .iter()
+                .find(|(_, m)| count(m, "scur").is_none() || count(m, "qcur").is_none())
+            {
+                let shown = |k: &str| m.get(k).map_or("missing".into(), |v| format!("{v:?}"));
+                return Err(format!(
+                    "session count unknown on {l} (scur {}, qcur {})",
+                    shown("scur"),
+                    shown("qcur")
+                ));
+            }
             let scur: i64 = rows.iter().map(|(_, m)| int(m, "scur")).sum();
             let qcur: i64 = rows.iter().map(|(_, m)| int(m, "qcur")).sum();
             if scur == 0 && qcur == 0 {
@@ -963,33 +1244,28 @@ impl Haproxy {
                 format!("{label}: wait_status {server}: the wanted status is empty (e.g. \"UP\")"),
             ));
         }
-        self.wait(
-            run,
-            server,
-            timeout,
-            &format!("waiting for status {want}"),
-            |rows| {
-                let statuses: Vec<(String, String)> = rows
-                    .iter()
-                    .map(|(l, m)| {
-                        (
-                            l.clone(),
-                            m.get("status").map(|s| s.to_string()).unwrap_or_default(),
-                        )
-                    })
-                    .collect();
-                if statuses.iter().all(|(_, s)| status_is(s, want)) {
-                    return Ok(());
-                }
-                Err(if statuses.len() == 1 {
-                    format!("status still {}", statuses[0].1)
-                } else {
-                    let per: Vec<String> =
-                        statuses.iter().map(|(l, s)| format!("{l}: {s}")).collect();
-                    format!("status still {}", per.join(", "))
+        let what = format!("waiting for status {want}");
+        let until = want.to_uppercase();
+        self.wait(run, server, timeout, (&what, &until), |rows| {
+            let statuses: Vec<(String, String)> = rows
+                .iter()
+                .map(|(l, m)| {
+                    (
+                        l.clone(),
+                        m.get("status").map(|s| s.to_string()).unwrap_or_default(),
+                    )
                 })
-            },
-        )
+                .collect();
+            if statuses.iter().all(|(_, s)| status_is(s, want)) {
+                return Ok(());
+            }
+            Err(if statuses.len() == 1 {
+                format!("status still {}", statuses[0].1)
+            } else {
+                let per: Vec<String> = statuses.iter().map(|(l, s)| format!("{l}: {s}")).collect();
+                format!("status still {}", per.join(", "))
+            })
+        })
     }
 
     /// `cmd`: a raw command line, `;`-separated commands sent one at a time.
@@ -1009,7 +1285,7 @@ impl Haproxy {
             ));
         }
         if let Some(c) = commands.iter().find(|c| {
-            let w = c.split_whitespace().next().unwrap_or("");
+            let w = for_master(c).split_whitespace().next().unwrap_or("");
             matches!(w, "prompt" | "quit")
         }) {
             return Err(Failure::usage(
@@ -1018,27 +1294,24 @@ impl Haproxy {
             ));
         }
         let go = || -> Result<String, Failure> {
+            let direct = self.direct();
+            // Resolved once (on a master CLI, one `show proc`), again after a reload.
+            let mut workers: Option<Vec<Endpoint>> = None;
             let mut out = Vec::new();
-            for socket in &self.0.sockets {
-                let direct = [Endpoint {
-                    socket,
-                    prefix: None,
-                }];
-                for c in &commands {
-                    // On a master CLI, a command routed by the script itself (`@1 ...`,
-                    // `@master ...`) goes as given; any other goes to every worker.
-                    let routed;
-                    let eps: &[Endpoint] = if self.0.master && !c.starts_with('@') {
-                        routed = self.worker_endpoints(run, socket)?;
-                        &routed
-                    } else {
-                        &direct
-                    };
-                    for ep in eps {
-                        let answer = self.ask(run, ep, c)?;
-                        self.check(ep, c, &answer)?;
-                        out.push((ep.label(), answer));
+            for c in &commands {
+                // On a master CLI, a command routed by the script itself (`@1 ...`, `@master
+                // ...`) and the master's own commands go to the master; any other to every worker.
+                let eps: &[Endpoint] = if !self.0.master || c.starts_with('@') || master_only(c) {
+                    &direct
+                } else {
+                    match &mut workers {
+                        Some(w) => w,
+                        none => none.insert(self.endpoints(run)?),
                     }
+                };
+                out.extend(self.each(run, eps, c, !read_only(c), &known_error)?);
+                if is_reload(c) {
+                    workers = None;
                 }
             }
             if out.len() == 1 {
@@ -1071,40 +1344,62 @@ impl Haproxy {
                 .unwrap_or_default())
         }
     }
+}
 
-    /// The current workers behind one master CLI socket (asked with `show proc` each time: a
-    /// reload replaces them).
-    fn worker_endpoints<'a>(
-        &'a self,
-        run: &Run,
-        socket: &'a Socket,
-    ) -> Result<Vec<Endpoint<'a>>, Failure> {
-        let master = Endpoint {
-            socket,
-            prefix: None,
-        };
-        let answer = self.ask(run, &master, "show proc")?;
-        self.check(&master, "show proc", &answer)?;
-        let pids = parse_workers(&answer);
-        if pids.is_empty() {
-            return Err(Failure::new(
-                "haproxy",
-                &socket.label,
-                format!(
-                    "{}: `show proc` lists no worker (is this a master CLI socket, `haproxy -W -S`?): {:?}",
-                    socket.label,
-                    words(&answer)
-                ),
-            ));
-        }
-        Ok(pids
-            .into_iter()
-            .map(|pid| Endpoint {
-                socket,
-                prefix: Some(format!("@!{pid}")),
-            })
-            .collect())
+/// A known error answer as a failure naming the endpoint, the command and HAProxy's words.
+fn known_error(ep: &Endpoint, command: &str, answer: &str) -> Result<(), Failure> {
+    match error_kind(answer) {
+        None => Ok(()),
+        Some(kind) => Err(refused(ep, command, kind, answer)),
     }
+}
+
+/// The answer of a `set` command: empty on success, anything else is HAProxy refusing.
+fn empty_answer(ep: &Endpoint, command: &str, answer: &str) -> Result<(), Failure> {
+    if answer.trim().is_empty() {
+        Ok(())
+    } else {
+        let kind = error_kind(answer).unwrap_or("haproxy");
+        Err(refused(ep, command, kind, answer))
+    }
+}
+
+fn refused(ep: &Endpoint, command: &str, kind: &str, answer: &str) -> Failure {
+    let label = ep.label();
+    Failure::new(
+        kind,
+        &label,
+        format!("{label}: `{command}`: {}", words(answer)),
+    )
+}
+
+/// The server `srv` among server maps; an error listing the servers there are.
+fn find_server(
+    label: &str,
+    be: &str,
+    srv: &str,
+    rows: impl IntoIterator<Item = Map>,
+) -> Result<Map, Failure> {
+    let mut names = Vec::new();
+    for row in rows {
+        let name = row.get("name").map(|n| n.to_string()).unwrap_or_default();
+        if name == srv {
+            return Ok(row);
+        }
+        names.push(name);
+    }
+    Err(Failure::new(
+        "no_such_server",
+        label,
+        format!(
+            "{label}: no server {srv} in backend {be} (its servers: {})",
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        ),
+    ))
 }
 
 /// The socket list of `haproxy([...])`.
@@ -1147,7 +1442,8 @@ pub mod haproxy_api {
 
     /// `haproxy` with options: `timeout` (seconds one command may take, default 5), `interval`
     /// (seconds between two observations of `wait_drained`/`wait_status`, default 0.1), `master`
-    /// (true: the socket is a master CLI, `haproxy -W -S`; every command goes to every worker).
+    /// (true: the socket is a master CLI, `haproxy -W -S`; every command goes to every worker, the
+    /// old workers of a reload included, so that `wait_drained` also waits for their sessions).
     ///
     /// ```rhai
     /// let lb = haproxy("127.0.0.1:9999", #{timeout: 2});
@@ -1195,11 +1491,17 @@ pub mod haproxy_api {
     /// Send a command line and return HAProxy's raw answer, as `socat` prints it. A known error
     /// answer (`No such server.`, `Unknown command`, `Permission denied`, ...) throws. Commands that
     /// do not start with `show`, `get` or `help` are changes: journaled, skipped under `--dry-run`.
-    /// `;` separates commands. On several sockets each answer is headed `==> socket <==`.
+    /// `;` separates commands. A change goes to every socket (worker) even when one fails; the
+    /// error names the ones that failed and those where it was applied. A change whose connection
+    /// closed before its answer is not sent again: it throws with kind "unknown_outcome". On several
+    /// sockets each answer is headed `==> socket <==`. On a master CLI, `reload` and `show proc` go
+    /// to the master (`reload` is confirmed with `show proc`; a configuration that fails to load
+    /// throws with kind "reload_failed"), commands starting with `@` go as written.
     ///
     /// ```rhai
     /// print(lb.cmd("show servers state web_servers"));
     /// lb.cmd("set maxconn server web_servers/web1 100");
+    /// haproxy("/run/haproxy-master.sock", #{master: true}).cmd("reload");
     /// ```
     #[rhai_fn(return_raw)]
     pub fn cmd(ctx: NativeCallContext, lb: &mut Haproxy, command: &str) -> Res<String> {
@@ -1412,8 +1714,12 @@ pub mod haproxy_api {
     }
 
     /// Wait until `backend/server` has no session and nothing queued (`scur` and `qcur` 0, summed
-    /// over every socket), observing every `interval`. Throws after `timeout` seconds with the
-    /// counts seen last. Warns when the server is still in rotation.
+    /// over every socket and, on a master CLI, every worker old and new), observing every
+    /// `interval`; each new count is shown as progress. A count HAProxy does not give is never taken
+    /// for 0. Throws after `timeout` seconds with the counts seen last; a socket that fails or stops
+    /// answering throws its own error at once. Warns when the server is still in rotation. Under
+    /// `--dry-run` (where the drain was skipped) it looks the server up, says "would wait" and
+    /// returns.
     ///
     /// ```rhai
     /// lb.drain("web_servers/web1");
@@ -1432,7 +1738,8 @@ pub mod haproxy_api {
 
     /// Wait until the status of `backend/server` starts with the word `status` (`"UP"`, `"DOWN"`,
     /// `"MAINT"`, `"DRAIN"`; any case) on every socket. A server without health checks (`no check`)
-    /// counts as UP. Throws after `timeout` seconds with the status seen last.
+    /// counts as UP. Each new status is shown as progress. Throws after `timeout` seconds with the
+    /// status seen last. Under `--dry-run` it looks the server up, says "would wait" and returns.
     ///
     /// ```rhai
     /// lb.enable("web_servers/web1");
@@ -1515,10 +1822,63 @@ mod tests {
     }
 
     #[test]
-    fn show_proc_lists_the_current_workers() {
+    fn show_proc_lists_current_then_old_workers_and_the_reload_counters() {
         let text = "#<PID>          <type>          <reloads>       <uptime>        <version>\n\
-            100 master 0 [failed: 0] 0d00h00m01s 2.6\n# workers\n102 worker 1 0d 2.6\n\
+            100 master 2 [failed: 1] 0d00h00m01s 2.6\n# workers\n102 worker 1 0d 2.6\n\
             # old workers\n101 worker 0 0d 2.6\n# programs\n\n";
-        assert_eq!(parse_workers(text), [102]);
+        assert_eq!(parse_workers(text), [(102, false), (101, true)]);
+        assert_eq!(parse_reloads(text), Some((2, 1)));
+        assert_eq!(parse_reloads("# workers\n102 worker 1 0d 2.6\n"), None);
+    }
+
+    #[test]
+    fn a_short_show_stat_row_is_an_error_not_missing_counts() {
+        let e =
+            parse_stat("s", "# pxname,svname,qcur,qmax,scur,\nweb_servers,web1,0\n").unwrap_err();
+        assert!(
+            e.message
+                .contains("row 1 has 3 field(s) where the header has 6"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn merged_counts_are_summed_by_key_and_unknown_when_one_is_missing() {
+        let row = |name: &str, scur: Dynamic| -> Map {
+            let mut m = Map::new();
+            m.insert("name".into(), name.into());
+            m.insert("scur".into(), scur);
+            m
+        };
+        let merged = merge_rows(
+            vec![
+                (
+                    "a".into(),
+                    vec![row("web1", 1.into()), row("web2", 2.into())],
+                ),
+                (
+                    "b".into(),
+                    vec![row("web2", 3.into()), row("web1", Dynamic::UNIT)],
+                ),
+            ],
+            &["name"],
+            &["scur"],
+        );
+        let names: Vec<String> = merged.iter().map(|m| m["name"].to_string()).collect();
+        assert_eq!(names, ["web1", "web2"]);
+        assert!(merged[0]["scur"].is_unit());
+        assert_eq!(merged[1]["scur"].as_int().unwrap(), 5);
+    }
+
+    #[test]
+    fn master_prompts_and_routing() {
+        assert_eq!(prompt_start(b"master[ReloadFailed]> "), Some(0));
+        assert!(is_reload("reload") && is_reload("@master reload") && !is_reload("@1 reload"));
+        assert!(master_only("show proc") && master_only("@master show proc"));
+        assert!(!master_only("show info") && !master_only("@masterx reload"));
+        assert!(complete_error(
+            "Can't find the target PID matching the prefix '@!9'\n"
+        ));
+        assert!(!complete_error("# pxname,svname\nweb_servers,web1"));
     }
 }
