@@ -127,14 +127,17 @@ fn script_entries(module: &str, text: &str) -> Result<Vec<Entry>, Error> {
             "the embedded module {module} does not compile: {e}"
         ))
     })?;
-    Ok(ast
+    let mut entries: Vec<Entry> = ast
         .iter_functions()
         .filter(|f| f.access != rhai::FnAccess::Private && !f.name.starts_with("anon$"))
         .map(|f| Entry {
             signature: format!("{module}::{}({})", f.name, f.params.join(", ")),
             doc: doc_text(&f.comments.iter().map(|c| c.to_string()).collect::<Vec<_>>()),
         })
-        .collect())
+        .collect();
+    // Rhai keeps functions in a hash table: sort, so that the reference is the same every time.
+    entries.sort_by(|a, b| a.signature.cmp(&b.signature));
+    Ok(entries)
 }
 
 /// Rust type names in a signature, as a script writer knows them: `Res<bool>` is `bool`, `&str` is

@@ -345,3 +345,14 @@ fn every_shipped_script_and_stdlib_module_passes_check() {
     let out = Test::new().args(&args).run();
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+#[test]
+fn docs_reference_md_is_what_runner_doc_markdown_prints() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let committed = std::fs::read_to_string(root.join("docs/reference.md")).unwrap();
+    let out = Test::new().args(&["doc", "--markdown"]).run().success();
+    assert!(
+        out.stdout == committed,
+        "docs/reference.md is stale: regenerate it with `runner doc --markdown > docs/reference.md`"
+    );
+}
