@@ -101,14 +101,21 @@ fn native_entries(module: rhai::Module) -> Vec<Entry> {
         }
         let signature = match name.strip_prefix("get$") {
             Some(prop) => {
-                let ty = f["params"][0]["type"].as_str().unwrap_or("value");
+                let ty = f["params"][0]["type"]
+                    .as_str()
+                    .unwrap_or("value")
+                    .trim_start_matches("&mut ");
+                let var = HANDLES
+                    .iter()
+                    .find(|(t, _)| *t == ty)
+                    .map_or("value", |(_, v)| *v);
                 format!(
-                    "{}.{prop} -> {}",
-                    ty.trim_start_matches("&mut ").to_lowercase(),
+                    "{var}.{prop} -> {}",
                     script_types(f["returnType"].as_str().unwrap_or("?"))
                 )
             }
-            None => script_types(f["signature"].as_str().unwrap_or(name)),
+            None => method_signature(name, f)
+                .unwrap_or_else(|| script_types(f["signature"].as_str().unwrap_or(name))),
         };
         entries.push(Entry {
             signature,
@@ -138,6 +145,36 @@ fn script_entries(module: &str, text: &str) -> Result<Vec<Entry>, Error> {
     // Rhai keeps functions in a hash table: sort, so that the reference is the same every time.
     entries.sort_by(|a, b| a.signature.cmp(&b.signature));
     Ok(entries)
+}
+
+/// The variable name a handle type goes by in the docs, as in API.md.
+const HANDLES: &[(&str, &str)] = &[("Host", "h"), ("Haproxy", "lb"), ("Docker", "d")];
+
+/// A method on a handle as scripts call it: `lb.weight(server: string) -> int`.
+fn method_signature(name: &str, f: &Value) -> Option<String> {
+    let params = f["params"].as_array()?;
+    let first = params.first()?["type"]
+        .as_str()?
+        .trim_start_matches("&mut ");
+    let (_, var) = HANDLES.iter().find(|(ty, _)| *ty == first)?;
+    let rest: Vec<String> = params[1..]
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: {}",
+                p["name"].as_str().unwrap_or("_"),
+                p["type"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let ret = match f["returnType"].as_str() {
+        Some(r) if r != "()" => format!(" -> {r}"),
+        _ => String::new(),
+    };
+    Some(script_types(&format!(
+        "{var}.{name}({}){ret}",
+        rest.join(", ")
+    )))
 }
 
 /// Rust type names in a signature, as a script writer knows them: `Res<bool>` is `bool`, `&str` is

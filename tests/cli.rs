@@ -242,6 +242,8 @@ fn doc_lists_every_function_with_its_doc_comment() {
     for needle in [
         "sleep(seconds: float)",
         "parallel(items: array, limit: int, f: Fn) -> array",
+        "lb.wait_drained(server: string, timeout: ?)",
+        "h.run(command: ?, options: map) -> map",
         "http_get(",
         "wait_http(",
         "Ctrl-C interrupts it",

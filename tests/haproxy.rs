@@ -1252,10 +1252,10 @@ fn doc_lists_the_haproxy_functions() {
     let out = Test::new().args(&["doc", "haproxy"]).run().success();
     for needle in [
         "haproxy(socket: string)",
-        "set_weight(lb: Haproxy, server: string, weight: int)",
+        "lb.set_weight(server: string, weight: int)",
         "wait_drained(",
         "wait_status(",
-        "servers(lb: Haproxy, backend: string) -> array",
+        "lb.servers(backend: string) -> array",
     ] {
         assert!(
             out.stdout.contains(needle),
