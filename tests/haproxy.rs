@@ -213,6 +213,20 @@ fn raw(socket: &Path, command: &str) -> String {
     out
 }
 
+/// A unix socket that accepts every connection and never answers a byte: a hung HAProxy.
+fn mute_socket() -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mute.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    (dir, path)
+}
+
 /// A response's status and body, or why there was none.
 type Response = Result<(u16, String), String>;
 
@@ -577,16 +591,7 @@ fn missing_socket_path_is_a_clear_error() {
 
 #[test]
 fn socket_that_never_answers_times_out_within_the_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mute.sock");
-    let listener = UnixListener::bind(&path).unwrap();
-    // Accept and hold every connection without a byte of answer.
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming() {
-            held.push(s);
-        }
-    });
+    let (_dir, path) = mute_socket();
     let out = Test::new()
         .script(&format!(
             "let lb = haproxy(\"{}\", #{{timeout: 0.5}});\n\
@@ -872,15 +877,7 @@ fn a_cut_off_show_stat_is_never_taken_as_drained() {
 
 #[test]
 fn a_socket_stuck_during_wait_drained_fails_with_its_own_timeout_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mute.sock");
-    let listener = UnixListener::bind(&path).unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming() {
-            held.push(s);
-        }
-    });
+    let (_dir, path) = mute_socket();
     let out = Test::new()
         .script(&format!(
             "haproxy(\"{}\", #{{timeout: 0.5}}).wait_drained(\"web_servers/web1\", 60);",
