@@ -10,4 +10,5 @@ mod host;
 mod http;
 mod nginx;
 mod process;
+mod scenario;
 mod ssh;

@@ -1,0 +1,553 @@
+//! SCENARIOS.md §2 end to end: `scripts/docker-rolling-upgrade.rhai` upgrades two docker web
+//! servers behind a real haproxy, each "host" a test sshd on 127.0.0.1 (the same docker engine,
+//! reached as the test user over SSH), named by an inventory, under a request loop.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tempfile::TempDir;
+
+use crate::harness::*;
+
+// The test image, built as tests/docker.rs builds it (same recipe and build label, so either module
+// reuses the other's image): busybox httpd serving /www, brought in with `docker import`.
+
+const IMAGE: &str = "runner-test-httpd";
+const RECIPE: &str = "busybox httpd -f -p 80 -h /www; /bin/sh -> busybox; recipe 1";
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker command runs")
+}
+
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `runner-test-httpd:VERSION`, both versions built once per test run (the engine must answer).
+fn image(version: &str) -> String {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let info = docker(&["info"]);
+        assert!(
+            info.status.success(),
+            "the docker engine is unavailable: {}",
+            String::from_utf8_lossy(&info.stderr)
+        );
+        let bytes = std::fs::read("/bin/busybox")
+            .expect("/bin/busybox (busybox-static) is needed for the test image");
+        let build = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (RECIPE, &bytes).hash(&mut h);
+            format!("{:016x}", h.finish())
+        };
+        let lock = std::fs::File::create(std::env::temp_dir().join("runner-test-httpd.lock"))
+            .expect("a lock file in the temp dir");
+        lock.lock().expect("the image build lock");
+        for v in ["v1", "v2"] {
+            let tag = format!("{IMAGE}:{v}");
+            let label = "{{index .Config.Labels \"runner.test.build\"}}";
+            let have = docker(&["image", "inspect", "--format", label, &tag]);
+            if have.status.success() && String::from_utf8_lossy(&have.stdout).trim() == build {
+                continue;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("root");
+            std::fs::create_dir_all(root.join("bin")).unwrap();
+            std::fs::create_dir_all(root.join("www")).unwrap();
+            std::fs::write(root.join("bin/busybox"), &bytes).unwrap();
+            std::fs::set_permissions(
+                root.join("bin/busybox"),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
+            std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+            std::fs::write(root.join("www/index.html"), format!("{IMAGE} {v}\n")).unwrap();
+            let tar = dir.path().join("rootfs.tar");
+            let ok = Command::new("tar")
+                .arg("-C")
+                .arg(&root)
+                .arg("-cf")
+                .arg(&tar)
+                .arg(".")
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "tar of the test image's root failed");
+            let _ = docker(&["rmi", &tag]);
+            docker_ok(&[
+                "import",
+                "--change",
+                r#"CMD ["/bin/busybox","httpd","-f","-p","80","-h","/www"]"#,
+                "--change",
+                &format!("LABEL runner.test.build={build}"),
+                tar.to_str().unwrap(),
+                &tag,
+            ]);
+        }
+    });
+    format!("{IMAGE}:{version}")
+}
+
+/// One web server "host": its sshd, its v1 container published on a free 127.0.0.1 port, and its
+/// web root (a bind mount holding the page). The container is removed when dropped.
+struct WebHost {
+    sshd: Sshd,
+    container: String,
+    port: u16,
+    root: TempDir,
+}
+
+impl WebHost {
+    fn start(page: &str) -> WebHost {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let container = format!(
+            "runner-test-scenario-{}-{}-{nanos:x}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        // Writable by the test user (write_file renames a temp file into it), readable by docker.
+        let root = tempfile::Builder::new()
+            .prefix("runner-www-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let index = root.path().join("index.html");
+        std::fs::write(&index, page).unwrap();
+        std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let port = free_port();
+        let host = WebHost {
+            sshd: Sshd::start(),
+            container,
+            port,
+            root,
+        };
+        docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            &host.container,
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "-v",
+            &format!("{}:/www:ro", host.root.path().display()),
+            &image("v1"),
+        ]);
+        // Serving: docker's proxy accepts connections before the httpd in the container listens.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while get(port) != Ok((200, page.trim().to_string())) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: {:?}",
+                host.container,
+                get(port)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        host
+    }
+
+    /// The image of its container and whether it runs, "absent" when there is none.
+    fn state(&self) -> String {
+        let format = "{{.State.Status}} {{.Config.Image}}";
+        let out = docker(&["container", "inspect", "--format", format, &self.container]);
+        if out.status.success() {
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        } else {
+            "absent".into()
+        }
+    }
+
+    /// The inventory table of this host.
+    fn inventory(&self, name: &str, extra: &str) -> String {
+        format!(
+            "[hosts.{name}]\naddress = \"127.0.0.1:{sp}\"\nkey = \"{key}\"\nknown_hosts_file = \"{kh}\"\n\
+             container = \"{c}\"\npublish = \"127.0.0.1:{p}\"\nweb_root = \"{root}\"\n{extra}\n",
+            sp = self.sshd.port,
+            key = self.sshd.key.display(),
+            kh = self.sshd.known_hosts.display(),
+            c = self.container,
+            p = self.port,
+            root = self.root.path().display(),
+        )
+    }
+}
+
+impl Drop for WebHost {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.container]);
+    }
+}
+
+/// A real haproxy: frontend → backend `web_servers` with `web1` and `web2` on the given ports,
+/// health-checked, `retries 0` (a request sent to a stopped backend fails); an admin socket.
+struct Lb {
+    dir: TempDir,
+    child: Child,
+    admin: PathBuf,
+    front: u16,
+}
+
+impl Lb {
+    fn start(p1: u16, p2: u16) -> Lb {
+        let dir = tempfile::Builder::new()
+            .prefix("runner-haproxy-")
+            .tempdir()
+            .unwrap();
+        let admin = dir.path().join("admin.sock");
+        let front = free_port();
+        let cfg = format!(
+            "global\n    stats socket {admin} mode 600 level admin\n\
+             defaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n    retries 0\n\
+             frontend fe\n    bind 127.0.0.1:{front}\n    default_backend web_servers\n\
+             backend web_servers\n    balance roundrobin\n\
+             \x20   server web1 127.0.0.1:{p1} check inter 500ms\n\
+             \x20   server web2 127.0.0.1:{p2} check inter 500ms\n",
+            admin = admin.display(),
+        );
+        let cfg_path = dir.path().join("haproxy.cfg");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let log = std::fs::File::create(dir.path().join("haproxy.log")).unwrap();
+        let child = Command::new(require("haproxy"))
+            .arg("-db")
+            .arg("-f")
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("haproxy starts");
+        let lb = Lb {
+            dir,
+            child,
+            admin,
+            front,
+        };
+        wait_port(front);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&lb.admin).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "haproxy has no socket:\n{}",
+                lb.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lb
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+    }
+
+    /// The status column of `show stat` for `web_servers/<server>`, read without runner.
+    fn status(&self, server: &str) -> String {
+        let mut s = UnixStream::connect(&self.admin).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"show stat\n").unwrap();
+        let mut stat = String::new();
+        s.read_to_string(&mut stat).unwrap();
+        let header: Vec<&str> = stat.lines().next().unwrap().split(',').collect();
+        let col = header.iter().position(|h| *h == "status").unwrap();
+        stat.lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|f| f[0] == "web_servers" && f[1] == server)
+            .map(|f| f[col].to_string())
+            .unwrap_or_else(|| panic!("no web_servers/{server} in {stat}"))
+    }
+
+    /// Wait until HAProxy has seen `server` answer its health checks.
+    fn wait_up(&self, server: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.status(server).starts_with("UP") {
+            assert!(
+                Instant::now() < deadline,
+                "web_servers/{server} is {}",
+                self.status(server)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response's status and body, or why there was none.
+type Response = Result<(u16, String), String>;
+
+/// One HTTP/1.0 GET of `/` on 127.0.0.1:port.
+fn get(port: u16) -> Response {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP response: {resp:?}"))?;
+    let body = resp
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Ok((status, body))
+}
+
+/// Requests through the frontend in a loop on a thread, each answer recorded, until stopped.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Response>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(port: u16) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (s, r) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let answer = get(port);
+                r.lock().unwrap().push(answer);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Traffic {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    fn mark(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Wait until `n` more answers than `mark` came in.
+    fn wait_past(&self, mark: usize, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.mark() < mark + n {
+            assert!(Instant::now() < deadline, "the request loop is stuck");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stop, and assert that every request was answered 200; returns the bodies.
+    fn stop_all_ok(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap();
+        let seen = std::mem::take(&mut *self.seen.lock().unwrap());
+        let failed: Vec<_> = seen.iter().filter(|r| !matches!(r, Ok((200, _)))).collect();
+        assert!(
+            failed.is_empty(),
+            "{} of {} requests failed: {:?}",
+            failed.len(),
+            seen.len(),
+            &failed[..failed.len().min(5)]
+        );
+        seen.into_iter().map(|r| r.unwrap().1).collect()
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Two hosts and the haproxy in front of them, all serving v1: `web1` (inventory name and HAProxy
+/// name alike) and `node2` (HAProxy's `web2`, named by `haproxy_name`).
+fn setup() -> (WebHost, WebHost, Lb) {
+    let a = WebHost::start("web1 v1\n");
+    let b = WebHost::start("web2 v1\n");
+    let lb = Lb::start(a.port, b.port);
+    lb.wait_up("web1");
+    lb.wait_up("web2");
+    (a, b, lb)
+}
+
+/// The inventory: group `web` = web1, node2; `node2_extra` adds vars to node2.
+fn inventory(a: &WebHost, b: &WebHost, node2_extra: &str) -> String {
+    format!(
+        "[defaults]\nuser = \"{SSH_USER}\"\n\n[groups.web]\nhosts = [\"web1\", \"node2\"]\n\n{}\n{}",
+        a.inventory("web1", ""),
+        b.inventory("node2", &format!("haproxy_name = \"web2\"\n{node2_extra}")),
+    )
+}
+
+/// `runner play scripts/docker-rolling-upgrade.rhai` with the inventory, upgrading to v2.
+fn play(lb: &Lb, inventory: &str) -> Test {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-rolling-upgrade.rhai");
+    Test::new().file("inv.toml", inventory).args(&[
+        "play",
+        script.to_str().unwrap(),
+        "-i",
+        "inv.toml",
+        "-p",
+        &format!("socket={}", lb.admin.display()),
+        "-p",
+        &format!("image={}", image("v2")),
+        "-p",
+        "html=/www",
+        "-p",
+        "health_cmd=/bin/busybox wget -q -O- http://127.0.0.1/",
+        "--yes",
+        "--journal",
+        "j.jsonl",
+    ])
+}
+
+#[test]
+fn docker_rolling_upgrade_over_ssh_hosts_drops_no_request_and_upgrades_one_server_at_a_time() {
+    let (a, b, lb) = setup();
+    let v2 = image("v2");
+    let traffic = Traffic::start(lb.front);
+    traffic.wait_past(0, 20);
+    let out = play(&lb, &inventory(&a, &b, ""))
+        .run()
+        .success()
+        .stderr_has("✓ Upgrading web_servers/web1")
+        .stderr_has("✓ Upgrading web_servers/web2");
+    let after = traffic.mark();
+    traffic.wait_past(after, 20);
+    let bodies = traffic.stop_all_ok();
+
+    let (page1, page2) = (format!("web1 {v2}"), format!("web2 {v2}"));
+    let last = &bodies[after + 1..];
+    assert!(
+        last.contains(&page1) && last.contains(&page2),
+        "after the upgrade: {last:?}"
+    );
+    assert_eq!(get(a.port), Ok((200, page1)));
+    assert_eq!(get(b.port), Ok((200, page2)));
+    assert_eq!(a.state(), format!("running {v2}"));
+    assert_eq!(b.state(), format!("running {v2}"));
+    assert!(lb.status("web1").starts_with("UP"), "{}", lb.status("web1"));
+    assert!(lb.status("web2").starts_with("UP"), "{}", lb.status("web2"));
+
+    // One server out at a time, each redeployed on its own host (over SSH) while out of rotation.
+    let sock = lb.admin.display().to_string();
+    let mut expected = Vec::new();
+    for (server, host, h) in [("web1", "web1", &a), ("web2", "node2", &b)] {
+        let lb_state = |s: &str| {
+            (
+                sock.clone(),
+                format!("set server web_servers/{server} state {s}"),
+            )
+        };
+        let on_host = |action: String| (host.to_string(), action);
+        expected.extend([
+            lb_state("drain"),
+            lb_state("maint"),
+            on_host(format!("docker rm {}", h.container)),
+            on_host(format!("docker run {} (image {v2})", h.container)),
+            on_host(format!("write {}/index.html", h.root.path().display())),
+            lb_state("ready"),
+        ]);
+    }
+    let j: Vec<(String, String)> = journal_lines(&out.path("j.jsonl"))
+        .iter()
+        .map(|e| {
+            (
+                e["target"].as_str().unwrap().into(),
+                e["action"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(j, expected);
+    a.sshd.assert_no_clients_left();
+    b.sshd.assert_no_clients_left();
+}
+
+#[test]
+fn docker_rolling_upgrade_stops_at_a_host_whose_image_is_missing_leaving_its_old_container_serving()
+{
+    let (a, b, lb) = setup();
+    let v2 = image("v2");
+    // node2's image lives in a "registry" on a closed 127.0.0.1 port: its pull fails at once.
+    let absent = format!("127.0.0.1:{}/runner-test-absent:v2", free_port());
+    let traffic = Traffic::start(lb.front);
+    traffic.wait_past(0, 20);
+    let out = play(&lb, &inventory(&a, &b, &format!("image = \"{absent}\"\n")))
+        .run()
+        .code(1)
+        .stderr_has("rolling upgrade stopped at web_servers/web2, left out of rotation (maintenance)")
+        .stderr_has(&format!(
+            "redeploy of {} on node2 stopped before changing anything; the old container {} (image {}, running) is left as it was",
+            b.container,
+            b.container,
+            image("v1")
+        ));
+    let after = traffic.mark();
+    traffic.wait_past(after, 20);
+    let bodies = traffic.stop_all_ok();
+    // web1 upgraded and back in rotation, serving every request; web2 out, its old container intact.
+    assert!(
+        bodies[after + 1..]
+            .iter()
+            .all(|b| *b == format!("web1 {v2}")),
+        "{:?}",
+        &bodies[after + 1..]
+    );
+    assert_eq!(a.state(), format!("running {v2}"));
+    assert!(lb.status("web1").starts_with("UP"), "{}", lb.status("web1"));
+    assert_eq!(lb.status("web2"), "MAINT");
+    assert_eq!(b.state(), format!("running {}", image("v1")));
+    assert_eq!(get(b.port), Ok((200, "web2 v1".to_string())));
+    // Nothing of node2 changed but its HAProxy state: the journal ends with what was left.
+    let journal = journal_lines(&out.path("j.jsonl"));
+    let j: Vec<&str> = journal
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        j,
+        [
+            "set server web_servers/web1 state drain",
+            "set server web_servers/web1 state maint",
+            &format!("docker rm {}", a.container),
+            &format!("docker run {} (image {v2})", a.container),
+            &format!("write {}/index.html", a.root.path().display()),
+            "set server web_servers/web1 state ready",
+            "set server web_servers/web2 state drain",
+            "set server web_servers/web2 state maint",
+            &format!("docker pull {absent}"),
+        ]
+    );
+    assert_ne!(journal.last().unwrap()["outcome"], "ok", "{journal:?}");
+    a.sshd.assert_no_clients_left();
+    b.sshd.assert_no_clients_left();
+}
