@@ -5,126 +5,10 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::harness::*;
-
-/// The test image's repository; `:v1` and `:v2` serve "runner-test-httpd v1" / "v2".
-const IMAGE: &str = "runner-test-httpd";
-/// Changes whenever the recipe below changes, so a stale image is rebuilt.
-const RECIPE: &str = "busybox httpd -f -p 80 -h /www; /bin/sh -> busybox; recipe 1";
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker command runs")
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// The engine must be there. The project's machine has one, so its absence fails the docker tests,
-/// under CI=true and everywhere else: a silent skip would hide a regression.
-fn engine() {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| match Command::new("docker").arg("info").output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-        Err(e) => Err(format!("cannot run docker: {e}")),
-    });
-    if let Err(why) = ready {
-        let ci = if std::env::var("CI").as_deref() == Ok("true") {
-            " (CI=true)"
-        } else {
-            ""
-        };
-        panic!("the docker engine is unavailable{ci}: `docker info` failed: {why}\nstart it (bash dev/setup.sh starts dockerd); the docker tests do not skip");
-    }
-}
-
-/// The test image `runner-test-httpd:VERSION` ("v1" or "v2"), built once per test run: a root
-/// filesystem holding the static busybox from busybox-static, brought in with `docker import`.
-/// An image already built from the same busybox and recipe is reused.
-fn image(version: &str) -> String {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    engine();
-    BUILT.get_or_init(|| {
-        let busybox = Path::new("/bin/busybox");
-        let bytes = std::fs::read(busybox)
-            .expect("/bin/busybox (the static busybox of busybox-static) is needed for the test image: apt-get install busybox-static");
-        let build = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (RECIPE, &bytes).hash(&mut h);
-            format!("{:016x}", h.finish())
-        };
-        // Other test processes may build at the same time: one at a time, the others reuse.
-        let lock = std::fs::File::create(std::env::temp_dir().join("runner-test-httpd.lock"))
-            .expect("a lock file in the temp dir");
-        lock.lock().expect("the image build lock");
-        for v in ["v1", "v2"] {
-            let tag = format!("{IMAGE}:{v}");
-            let have = docker(&[
-                "image",
-                "inspect",
-                "--format",
-                "{{index .Config.Labels \"runner.test.build\"}}",
-                &tag,
-            ]);
-            if have.status.success() && String::from_utf8_lossy(&have.stdout).trim() == build {
-                continue;
-            }
-            let dir = tempfile::tempdir().unwrap();
-            let root = dir.path().join("root");
-            std::fs::create_dir_all(root.join("bin")).unwrap();
-            std::fs::create_dir_all(root.join("www")).unwrap();
-            std::fs::write(root.join("bin/busybox"), &bytes).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(
-                root.join("bin/busybox"),
-                std::fs::Permissions::from_mode(0o755),
-            )
-            .unwrap();
-            // Health commands run through /bin/sh -c.
-            std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
-            std::fs::write(root.join("www/index.html"), format!("{IMAGE} {v}\n")).unwrap();
-            let tar = dir.path().join("rootfs.tar");
-            let status = Command::new("tar")
-                .arg("-C")
-                .arg(&root)
-                .arg("-cf")
-                .arg(&tar)
-                .arg(".")
-                .status()
-                .unwrap();
-            assert!(status.success(), "tar of the test image's root failed");
-            let _ = docker(&["rmi", &tag]);
-            docker_ok(&[
-                "import",
-                "--change",
-                r#"CMD ["/bin/busybox","httpd","-f","-p","80","-h","/www"]"#,
-                "--change",
-                &format!("LABEL runner.test.build={build}"),
-                tar.to_str().unwrap(),
-                &tag,
-            ]);
-        }
-    });
-    format!("{IMAGE}:{version}")
-}
 
 /// Container names unique to this test, removed (with `docker rm -f`) when the test ends.
 struct Containers(Vec<String>);
@@ -208,7 +92,7 @@ fn unpullable_image() -> String {
 
 #[test]
 fn run_with_a_published_port_and_a_bind_mounted_web_root_serves_the_mounted_page() {
-    let img = image("v1");
+    let img = test_image("v1");
     let c = Containers::new(1);
     let name = c.name(0);
     let port = free_port();
@@ -249,7 +133,7 @@ fn run_with_a_published_port_and_a_bind_mounted_web_root_serves_the_mounted_page
 
 #[test]
 fn redeploy_replaces_a_running_container_with_the_new_version() {
-    let (v1, v2) = (image("v1"), image("v2"));
+    let (v1, v2) = (test_image("v1"), test_image("v2"));
     let c = Containers::new(1);
     let name = c.name(0);
     let port = free_port();
@@ -274,15 +158,15 @@ fn redeploy_replaces_a_running_container_with_the_new_version() {
         .run()
         .success()
         .stdout_is(&format!(
-            "{IMAGE} v1\n\n{IMAGE} v2\n\ntrue\nfalse\nhealthy\n"
+            "{TEST_IMAGE} v1\n\n{TEST_IMAGE} v2\n\ntrue\nfalse\nhealthy\n"
         ));
     assert_eq!(state(name), format!("running {v2}"));
-    assert!(http_get(port).contains(&format!("{IMAGE} v2")));
+    assert!(http_get(port).contains(&format!("{TEST_IMAGE} v2")));
 }
 
 #[test]
 fn wait_healthy_passes_once_the_health_command_succeeds() {
-    let img = image("v1");
+    let img = test_image("v1");
     let c = Containers::new(1);
     let name = c.name(0);
     Test::new()
@@ -301,7 +185,7 @@ fn wait_healthy_passes_once_the_health_command_succeeds() {
 
 #[test]
 fn container_that_exits_at_once_fails_wait_healthy_within_a_second_with_its_logs() {
-    let img = image("v1");
+    let img = test_image("v1");
     let c = Containers::new(1);
     let name = c.name(0);
     Test::new()
@@ -328,7 +212,7 @@ fn container_that_exits_at_once_fails_wait_healthy_within_a_second_with_its_logs
 
 #[test]
 fn container_that_turns_unhealthy_fails_wait_healthy_before_the_timeout() {
-    let img = image("v1");
+    let img = test_image("v1");
     let c = Containers::new(1);
     let name = c.name(0);
     let out = Test::new()
@@ -352,7 +236,7 @@ fn container_that_turns_unhealthy_fails_wait_healthy_before_the_timeout() {
 
 #[test]
 fn wait_healthy_times_out_saying_what_it_saw_last() {
-    let img = image("v1");
+    let img = test_image("v1");
     let c = Containers::new(1);
     let name = c.name(0);
     Test::new()
@@ -372,7 +256,7 @@ fn wait_healthy_times_out_saying_what_it_saw_last() {
 
 #[test]
 fn missing_image_is_a_clear_error_naming_host_container_and_image() {
-    let img = image("v1");
+    let img = test_image("v1");
     let c = Containers::new(1);
     let name = c.name(0);
     let absent = unpullable_image();
@@ -397,7 +281,7 @@ fn missing_image_is_a_clear_error_naming_host_container_and_image() {
 
 #[test]
 fn port_conflict_is_a_clear_error_and_leaves_no_container_behind() {
-    let img = image("v1");
+    let img = test_image("v1");
     let c = Containers::new(3);
     let (first, second, third) = (c.name(0), c.name(1), c.name(2));
     let port = free_port();
@@ -430,7 +314,7 @@ fn port_conflict_is_a_clear_error_and_leaves_no_container_behind() {
 
 #[test]
 fn name_conflict_is_a_clear_error_naming_the_holder() {
-    let img = image("v1");
+    let img = test_image("v1");
     let c = Containers::new(1);
     let name = c.name(0);
     let id = docker_ok(&["create", "--name", name, &img]);
@@ -459,7 +343,7 @@ fn docker_engine_not_reachable_is_a_clear_error() {
 
 #[test]
 fn dry_run_creates_and_removes_no_container() {
-    let (v1, v2) = (image("v1"), image("v2"));
+    let (v1, v2) = (test_image("v1"), test_image("v2"));
     let c = Containers::new(2);
     let (old, new) = (c.name(0), c.name(1));
     docker_ok(&["run", "-d", "--name", old, &v1]);
@@ -488,7 +372,7 @@ fn dry_run_creates_and_removes_no_container() {
 
 #[test]
 fn redeploy_that_cannot_get_the_image_leaves_the_old_container_running() {
-    let v1 = image("v1");
+    let v1 = test_image("v1");
     let c = Containers::new(1);
     let name = c.name(0);
     docker_ok(&["run", "-d", "--name", name, &v1]);
@@ -510,7 +394,7 @@ fn redeploy_that_cannot_get_the_image_leaves_the_old_container_running() {
 
 #[test]
 fn redeploy_to_a_container_that_exits_says_the_old_one_is_gone() {
-    let (v1, v2) = (image("v1"), image("v2"));
+    let (v1, v2) = (test_image("v1"), test_image("v2"));
     let c = Containers::new(1);
     let name = c.name(0);
     docker_ok(&["run", "-d", "--name", name, &v1]);
@@ -531,7 +415,7 @@ fn redeploy_to_a_container_that_exits_says_the_old_one_is_gone() {
 
 #[test]
 fn stop_start_restart_exec_and_logs_act_on_the_container() {
-    let img = image("v1");
+    let img = test_image("v1");
     let c = Containers::new(1);
     let name = c.name(0);
     Test::new()
@@ -554,13 +438,13 @@ fn stop_start_restart_exec_and_logs_act_on_the_container() {
         .run()
         .success()
         .stdout_is(&format!(
-            "{IMAGE} v1\n\n4\nfalse\ntrue\nhello from the container\n\nlocal: `docker exec {name} sh -c 'echo failing >&2; exit 5'` exited with code 5:\nfailing\n"
+            "{TEST_IMAGE} v1\n\n4\nfalse\ntrue\nhello from the container\n\nlocal: `docker exec {name} sh -c 'echo failing >&2; exit 5'` exited with code 5:\nfailing\n"
         ));
 }
 
 #[test]
 fn rm_of_an_absent_container_is_not_an_error_but_stop_is() {
-    engine();
+    docker_engine();
     let c = Containers::new(1);
     let name = c.name(0);
     Test::new()
@@ -621,7 +505,7 @@ impl Drop for Labelled {
 
 #[test]
 fn names_are_looked_up_exactly_never_as_prefixes_of_container_ids() {
-    let img = image("v1");
+    let img = test_image("v1");
     let c = Containers::new(1);
     let name = c.name(0);
     let id = docker_ok(&["run", "-d", "--name", name, &img]);
@@ -675,7 +559,7 @@ fn names_are_looked_up_exactly_never_as_prefixes_of_container_ids() {
 
 #[test]
 fn exec_with_check_false_returns_the_commands_own_failure_but_docker_failures_throw() {
-    let img = image("v1");
+    let img = test_image("v1");
     let c = Containers::new(2);
     let (name, stopped) = (c.name(0), c.name(1));
     docker_ok(&["run", "-d", "--name", name, &img]);
@@ -714,7 +598,7 @@ fn exec_with_check_false_returns_the_commands_own_failure_but_docker_failures_th
 
 #[test]
 fn env_values_reach_the_container_but_never_the_journal_or_the_terminal() {
-    let img = image("v1");
+    let img = test_image("v1");
     let c = Containers::new(2);
     let (name, bad) = (c.name(0), c.name(1));
     let script = format!(
@@ -799,7 +683,7 @@ fn web_root(body: &str) -> tempfile::TempDir {
 
 #[test]
 fn over_ssh_run_with_a_published_port_and_a_bind_mounted_web_root_serves_the_mounted_page() {
-    let img = image("v1");
+    let img = test_image("v1");
     let sshd = Sshd::start();
     let c = Containers::new(1);
     let name = c.name(0);
@@ -845,7 +729,7 @@ fn over_ssh_run_with_a_published_port_and_a_bind_mounted_web_root_serves_the_mou
 
 #[test]
 fn over_ssh_redeploy_replaces_a_running_container_with_the_new_version() {
-    let (v1, v2) = (image("v1"), image("v2"));
+    let (v1, v2) = (test_image("v1"), test_image("v2"));
     let sshd = Sshd::start();
     let c = Containers::new(1);
     let name = c.name(0);
@@ -873,18 +757,18 @@ fn over_ssh_redeploy_replaces_a_running_container_with_the_new_version() {
         .run()
         .success()
         .stdout_is(&format!(
-            "{IMAGE} v1\n\n{IMAGE} v2\n\ntrue\nfalse\nhealthy\n"
+            "{TEST_IMAGE} v1\n\n{TEST_IMAGE} v2\n\ntrue\nfalse\nhealthy\n"
         ))
         .stderr_has(&format!("docker rm {name} on {}", sshd.spec()))
         .stderr_has(&format!("docker run {name} (image {v2}) on {}", sshd.spec()));
     assert_eq!(state(name), format!("running {v2}"));
-    assert!(http_get(port).contains(&format!("{IMAGE} v2")));
+    assert!(http_get(port).contains(&format!("{TEST_IMAGE} v2")));
     sshd.assert_no_clients_left();
 }
 
 #[test]
 fn over_ssh_container_that_exits_at_once_fails_wait_healthy_within_a_second_naming_the_host() {
-    let img = image("v1");
+    let img = test_image("v1");
     let sshd = Sshd::start();
     let c = Containers::new(1);
     let name = c.name(0);
@@ -918,7 +802,7 @@ fn over_ssh_container_that_exits_at_once_fails_wait_healthy_within_a_second_nami
 
 #[test]
 fn over_ssh_name_conflict_is_a_clear_error_naming_host_and_container() {
-    let img = image("v1");
+    let img = test_image("v1");
     let sshd = Sshd::start();
     let c = Containers::new(1);
     let name = c.name(0);

@@ -5,7 +5,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -227,86 +226,15 @@ fn mute_socket() -> (TempDir, PathBuf) {
     (dir, path)
 }
 
-/// A response's status and body, or why there was none.
-type Response = Result<(u16, String), String>;
-
-/// One HTTP/1.0 GET through the frontend: the status and the body (the name of the server).
-fn get(port: u16, path: &str) -> Response {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("not an HTTP response: {resp:?}"))?;
-    let body = resp
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    Ok((status, body))
-}
-
 /// Which server answered `n` requests: name → count.
 fn distribution(port: u16, n: usize) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for i in 0..n {
-        let (status, body) = get(port, "/").unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let (status, body) = http_get_raw(port, "/").unwrap_or_else(|e| panic!("request {i}: {e}"));
         assert_eq!(status, 200, "request {i}: {body}");
         *counts.entry(body).or_default() += 1;
     }
     counts
-}
-
-/// Requests sent in a loop on a thread, each answer recorded, until stopped.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<Response>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Traffic {
-    fn start(port: u16) -> Traffic {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (s, r) = (stop.clone(), seen.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                let answer = get(port, "/");
-                r.lock().unwrap().push(answer);
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        });
-        Traffic {
-            stop,
-            seen,
-            thread: Some(thread),
-        }
-    }
-
-    /// How many answers so far: a mark to look at what came after.
-    fn mark(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    /// Wait until `n` more answers than `mark` came in.
-    fn wait_past(&self, mark: usize, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.mark() < mark + n {
-            assert!(Instant::now() < deadline, "the request loop is stuck");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn stop(mut self) -> Vec<Response> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread.take().unwrap().join().unwrap();
-        std::mem::take(&mut *self.seen.lock().unwrap())
-    }
 }
 
 /// A long download through the frontend: a GET of `path` read 16 KB every 20 ms (about 800 KB/s),

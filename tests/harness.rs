@@ -3,9 +3,12 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -412,5 +415,216 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+// Docker: the engine, and the test web server image.
+
+/// The test image's repository; `:v1` and `:v2` serve "runner-test-httpd v1" / "v2".
+pub const TEST_IMAGE: &str = "runner-test-httpd";
+/// Changes whenever the recipe below changes, so a stale image is rebuilt.
+const RECIPE: &str = "busybox httpd -f -p 80 -h /www; /bin/sh -> busybox; recipe 1";
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker command runs")
+}
+
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The engine must be there. The project's machine has one, so its absence fails the docker tests,
+/// under CI=true and everywhere else: a silent skip would hide a regression.
+pub fn docker_engine() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| match Command::new("docker").arg("info").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        Err(e) => Err(format!("cannot run docker: {e}")),
+    });
+    if let Err(why) = ready {
+        let ci = if std::env::var("CI").as_deref() == Ok("true") {
+            " (CI=true)"
+        } else {
+            ""
+        };
+        panic!("the docker engine is unavailable{ci}: `docker info` failed: {why}\nstart it (bash dev/setup.sh starts dockerd); the docker tests do not skip");
+    }
+}
+
+/// The test image `runner-test-httpd:VERSION` ("v1" or "v2"), built once per test run: a root
+/// filesystem holding the static busybox from busybox-static, brought in with `docker import`.
+/// An image already built from the same busybox and recipe is reused.
+pub fn test_image(version: &str) -> String {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    docker_engine();
+    BUILT.get_or_init(|| {
+        let busybox = Path::new("/bin/busybox");
+        let bytes = std::fs::read(busybox)
+            .expect("/bin/busybox (the static busybox of busybox-static) is needed for the test image: apt-get install busybox-static");
+        let build = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (RECIPE, &bytes).hash(&mut h);
+            format!("{:016x}", h.finish())
+        };
+        // Other test processes may build at the same time: one at a time, the others reuse.
+        let lock = std::fs::File::create(std::env::temp_dir().join("runner-test-httpd.lock"))
+            .expect("a lock file in the temp dir");
+        lock.lock().expect("the image build lock");
+        for v in ["v1", "v2"] {
+            let tag = format!("{TEST_IMAGE}:{v}");
+            let have = docker(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{index .Config.Labels \"runner.test.build\"}}",
+                &tag,
+            ]);
+            if have.status.success() && String::from_utf8_lossy(&have.stdout).trim() == build {
+                continue;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("root");
+            std::fs::create_dir_all(root.join("bin")).unwrap();
+            std::fs::create_dir_all(root.join("www")).unwrap();
+            std::fs::write(root.join("bin/busybox"), &bytes).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                root.join("bin/busybox"),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
+            // Health commands run through /bin/sh -c.
+            std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+            std::fs::write(root.join("www/index.html"), format!("{TEST_IMAGE} {v}\n")).unwrap();
+            let tar = dir.path().join("rootfs.tar");
+            let status = Command::new("tar")
+                .arg("-C")
+                .arg(&root)
+                .arg("-cf")
+                .arg(&tar)
+                .arg(".")
+                .status()
+                .unwrap();
+            assert!(status.success(), "tar of the test image's root failed");
+            let _ = docker(&["rmi", &tag]);
+            docker_ok(&[
+                "import",
+                "--change",
+                r#"CMD ["/bin/busybox","httpd","-f","-p","80","-h","/www"]"#,
+                "--change",
+                &format!("LABEL runner.test.build={build}"),
+                tar.to_str().unwrap(),
+                &tag,
+            ]);
+        }
+    });
+    format!("{TEST_IMAGE}:{version}")
+}
+
+// HTTP through a frontend: single requests and a request loop.
+
+/// A response's status and body, or why there was none.
+pub type Response = Result<(u16, String), String>;
+
+/// One HTTP/1.0 GET of `path` on 127.0.0.1:port, on a new connection: the status and the body.
+pub fn http_get_raw(port: u16, path: &str) -> Response {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP response: {resp:?}"))?;
+    let body = resp
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Ok((status, body))
+}
+
+/// Requests sent in a loop on a thread, each answer recorded, until stopped.
+pub struct Traffic {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Response>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    pub fn start(port: u16) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (s, r) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let answer = http_get_raw(port, "/");
+                r.lock().unwrap().push(answer);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        Traffic {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many answers so far: a mark to look at what came after.
+    pub fn mark(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Wait until `n` more answers than `mark` came in.
+    pub fn wait_past(&self, mark: usize, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.mark() < mark + n {
+            assert!(Instant::now() < deadline, "the request loop is stuck");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn stop(mut self) -> Vec<Response> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap();
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+
+    /// Stop, and assert that every request was answered 200; returns the bodies.
+    pub fn stop_all_ok(self) -> Vec<String> {
+        let seen = self.stop();
+        let failed: Vec<_> = seen.iter().filter(|r| !matches!(r, Ok((200, _)))).collect();
+        assert!(
+            failed.is_empty(),
+            "{} of {} requests failed: {:?}",
+            failed.len(),
+            seen.len(),
+            &failed[..failed.len().min(5)]
+        );
+        seen.into_iter().map(|r| r.unwrap().1).collect()
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

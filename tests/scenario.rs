@@ -3,108 +3,16 @@
 //! reached as the test user over SSH), named by an inventory, under a request loop.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
 use crate::harness::*;
-
-// The test image, built as tests/docker.rs builds it (same recipe and build label, so either module
-// reuses the other's image): busybox httpd serving /www, brought in with `docker import`.
-
-const IMAGE: &str = "runner-test-httpd";
-const RECIPE: &str = "busybox httpd -f -p 80 -h /www; /bin/sh -> busybox; recipe 1";
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker command runs")
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// `runner-test-httpd:VERSION`, both versions built once per test run (the engine must answer).
-fn image(version: &str) -> String {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let info = docker(&["info"]);
-        assert!(
-            info.status.success(),
-            "the docker engine is unavailable: {}",
-            String::from_utf8_lossy(&info.stderr)
-        );
-        let bytes = std::fs::read("/bin/busybox")
-            .expect("/bin/busybox (busybox-static) is needed for the test image");
-        let build = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (RECIPE, &bytes).hash(&mut h);
-            format!("{:016x}", h.finish())
-        };
-        let lock = std::fs::File::create(std::env::temp_dir().join("runner-test-httpd.lock"))
-            .expect("a lock file in the temp dir");
-        lock.lock().expect("the image build lock");
-        for v in ["v1", "v2"] {
-            let tag = format!("{IMAGE}:{v}");
-            let label = "{{index .Config.Labels \"runner.test.build\"}}";
-            let have = docker(&["image", "inspect", "--format", label, &tag]);
-            if have.status.success() && String::from_utf8_lossy(&have.stdout).trim() == build {
-                continue;
-            }
-            let dir = tempfile::tempdir().unwrap();
-            let root = dir.path().join("root");
-            std::fs::create_dir_all(root.join("bin")).unwrap();
-            std::fs::create_dir_all(root.join("www")).unwrap();
-            std::fs::write(root.join("bin/busybox"), &bytes).unwrap();
-            std::fs::set_permissions(
-                root.join("bin/busybox"),
-                std::fs::Permissions::from_mode(0o755),
-            )
-            .unwrap();
-            std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
-            std::fs::write(root.join("www/index.html"), format!("{IMAGE} {v}\n")).unwrap();
-            let tar = dir.path().join("rootfs.tar");
-            let ok = Command::new("tar")
-                .arg("-C")
-                .arg(&root)
-                .arg("-cf")
-                .arg(&tar)
-                .arg(".")
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "tar of the test image's root failed");
-            let _ = docker(&["rmi", &tag]);
-            docker_ok(&[
-                "import",
-                "--change",
-                r#"CMD ["/bin/busybox","httpd","-f","-p","80","-h","/www"]"#,
-                "--change",
-                &format!("LABEL runner.test.build={build}"),
-                tar.to_str().unwrap(),
-                &tag,
-            ]);
-        }
-    });
-    format!("{IMAGE}:{version}")
-}
 
 /// One web server "host": its sshd, its v1 container published on a free 127.0.0.1 port, and its
 /// web root (a bind mount holding the page). The container is removed when dropped.
@@ -152,16 +60,16 @@ impl WebHost {
             &format!("127.0.0.1:{port}:80"),
             "-v",
             &format!("{}:/www:ro", host.root.path().display()),
-            &image("v1"),
+            &test_image("v1"),
         ]);
         // Serving: docker's proxy accepts connections before the httpd in the container listens.
         let deadline = Instant::now() + Duration::from_secs(15);
-        while get(port) != Ok((200, page.trim().to_string())) {
+        while http_get_raw(port, "/") != Ok((200, page.trim().to_string())) {
             assert!(
                 Instant::now() < deadline,
                 "{}: {:?}",
                 host.container,
-                get(port)
+                http_get_raw(port, "/")
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -298,96 +206,6 @@ impl Drop for Lb {
     }
 }
 
-/// A response's status and body, or why there was none.
-type Response = Result<(u16, String), String>;
-
-/// One HTTP/1.0 GET of `/` on 127.0.0.1:port.
-fn get(port: u16) -> Response {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("not an HTTP response: {resp:?}"))?;
-    let body = resp
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    Ok((status, body))
-}
-
-/// Requests through the frontend in a loop on a thread, each answer recorded, until stopped.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<Response>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Traffic {
-    fn start(port: u16) -> Traffic {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (s, r) = (stop.clone(), seen.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                let answer = get(port);
-                r.lock().unwrap().push(answer);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        Traffic {
-            stop,
-            seen,
-            thread: Some(thread),
-        }
-    }
-
-    fn mark(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    /// Wait until `n` more answers than `mark` came in.
-    fn wait_past(&self, mark: usize, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.mark() < mark + n {
-            assert!(Instant::now() < deadline, "the request loop is stuck");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Stop, and assert that every request was answered 200; returns the bodies.
-    fn stop_all_ok(mut self) -> Vec<String> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread.take().unwrap().join().unwrap();
-        let seen = std::mem::take(&mut *self.seen.lock().unwrap());
-        let failed: Vec<_> = seen.iter().filter(|r| !matches!(r, Ok((200, _)))).collect();
-        assert!(
-            failed.is_empty(),
-            "{} of {} requests failed: {:?}",
-            failed.len(),
-            seen.len(),
-            &failed[..failed.len().min(5)]
-        );
-        seen.into_iter().map(|r| r.unwrap().1).collect()
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Two hosts and the haproxy in front of them, all serving v1: `web1` (inventory name and HAProxy
 /// name alike) and `node2` (HAProxy's `web2`, named by `haproxy_name`).
 fn setup() -> (WebHost, WebHost, Lb) {
@@ -419,7 +237,7 @@ fn play(lb: &Lb, inventory: &str) -> Test {
         "-p",
         &format!("socket={}", lb.admin.display()),
         "-p",
-        &format!("image={}", image("v2")),
+        &format!("image={}", test_image("v2")),
         "-p",
         "html=/www",
         "-p",
@@ -433,7 +251,7 @@ fn play(lb: &Lb, inventory: &str) -> Test {
 #[test]
 fn docker_rolling_upgrade_over_ssh_hosts_drops_no_request_and_upgrades_one_server_at_a_time() {
     let (a, b, lb) = setup();
-    let v2 = image("v2");
+    let v2 = test_image("v2");
     let traffic = Traffic::start(lb.front);
     traffic.wait_past(0, 20);
     let out = play(&lb, &inventory(&a, &b, ""))
@@ -451,8 +269,8 @@ fn docker_rolling_upgrade_over_ssh_hosts_drops_no_request_and_upgrades_one_serve
         last.contains(&page1) && last.contains(&page2),
         "after the upgrade: {last:?}"
     );
-    assert_eq!(get(a.port), Ok((200, page1)));
-    assert_eq!(get(b.port), Ok((200, page2)));
+    assert_eq!(http_get_raw(a.port, "/"), Ok((200, page1)));
+    assert_eq!(http_get_raw(b.port, "/"), Ok((200, page2)));
     assert_eq!(a.state(), format!("running {v2}"));
     assert_eq!(b.state(), format!("running {v2}"));
     assert!(lb.status("web1").starts_with("UP"), "{}", lb.status("web1"));
@@ -496,7 +314,7 @@ fn docker_rolling_upgrade_over_ssh_hosts_drops_no_request_and_upgrades_one_serve
 fn docker_rolling_upgrade_stops_at_a_host_whose_image_is_missing_leaving_its_old_container_serving()
 {
     let (a, b, lb) = setup();
-    let v2 = image("v2");
+    let v2 = test_image("v2");
     // node2's image lives in a "registry" on a closed 127.0.0.1 port: its pull fails at once.
     let absent = format!("127.0.0.1:{}/runner-test-absent:v2", free_port());
     let traffic = Traffic::start(lb.front);
@@ -509,7 +327,7 @@ fn docker_rolling_upgrade_stops_at_a_host_whose_image_is_missing_leaving_its_old
             "redeploy of {} on node2 stopped before changing anything; the old container {} (image {}, running) is left as it was",
             b.container,
             b.container,
-            image("v1")
+            test_image("v1")
         ));
     let after = traffic.mark();
     traffic.wait_past(after, 20);
@@ -525,8 +343,8 @@ fn docker_rolling_upgrade_stops_at_a_host_whose_image_is_missing_leaving_its_old
     assert_eq!(a.state(), format!("running {v2}"));
     assert!(lb.status("web1").starts_with("UP"), "{}", lb.status("web1"));
     assert_eq!(lb.status("web2"), "MAINT");
-    assert_eq!(b.state(), format!("running {}", image("v1")));
-    assert_eq!(get(b.port), Ok((200, "web2 v1".to_string())));
+    assert_eq!(b.state(), format!("running {}", test_image("v1")));
+    assert_eq!(http_get_raw(b.port, "/"), Ok((200, "web2 v1".to_string())));
     // Nothing of node2 changed but its HAProxy state: the journal ends with what was left.
     let journal = journal_lines(&out.path("j.jsonl"));
     let j: Vec<&str> = journal
