@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::error::Failure;
+use crate::error::{Failure, Kind};
 use crate::run::Run;
 
 impl Run {
@@ -46,7 +46,7 @@ impl Run {
             .record(target, action, details, outcome)
             .map_err(|e| {
                 Failure::new(
-                    "journal",
+                    Kind::Journal,
                     self.journal.path().display().to_string(),
                     format!(
                         "cannot write the journal {}: {e}",

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, EvalAltResult, Position, AST};
 use serde_json::json;
 
-pub use error::{Error, Failure};
+pub use error::{Error, Failure, Kind};
 pub use run::{Config, Run};
 
 use report::{render_error, render_parse_error};
@@ -169,7 +169,7 @@ fn internal_error(panic: Box<dyn std::any::Any + Send>) -> Box<EvalAltResult> {
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown".into());
     Failure::new(
-        "internal",
+        crate::Kind::Internal,
         "runner",
         format!("internal error (a bug in runner, please report it): {what}"),
     )

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rhai::{Dynamic, FnPtr, Map, NativeCallContext, NativeCallContextStore};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{fmt_secs, Failure};
+use crate::error::{fmt_secs, Failure, Kind};
 use crate::journal::Journal;
 use crate::report::Reporter;
 use crate::resolver::Sources;
@@ -146,7 +146,7 @@ impl Run {
                         .await
                         .unwrap_or_else(|_| {
                         Err(if by_wait {
-                            Failure::new("deadline", target, format!("{target}: {what} cut short: the wait around it ran out of time"))
+                            Failure::new(Kind::Deadline, target, format!("{target}: {what} cut short: the wait around it ran out of time"))
                         } else {
                             Failure::timeout(target, what, t.as_secs_f64())
                         })
@@ -194,13 +194,13 @@ impl Run {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(seen)) => last = seen,
                 // A probe cut short by this wait's deadline: the wait itself timed out.
-                Err(e) if e.kind == "deadline" && std::time::Instant::now() >= deadline => {}
+                Err(e) if e.kind == Kind::Deadline && std::time::Instant::now() >= deadline => {}
                 Err(e) => return Err(e),
             }
             let now = std::time::Instant::now();
             if now >= deadline {
                 return Err(Failure::new(
-                    "timeout",
+                    Kind::Timeout,
                     target,
                     format!(
                         "{target}: {what}: still not done after {}; last seen: {last}",

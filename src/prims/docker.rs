@@ -12,7 +12,7 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Map};
 use serde_json::{json, Value};
 
-use crate::error::{fmt_secs, Failure};
+use crate::error::{fmt_secs, Failure, Kind};
 use crate::prims::host::{check_exit, Command, Host, Input, Output, RunOpts, Sink};
 use crate::prims::Opts;
 use crate::run::Run;
@@ -597,7 +597,7 @@ impl Docker {
         let said = r.said();
         let (kind, why) = if r.out.code == 127 && !r.says("docker daemon") {
             (
-                "docker_missing",
+                Kind::DockerMissing,
                 format!(
                     "the docker command is not installed on {host} (or not on its PATH): {said}"
                 ),
@@ -608,7 +608,7 @@ impl Docker {
             || (r.says("permission denied") && r.says("docker") && r.says(".sock"))
         {
             (
-                "docker_unreachable",
+                Kind::DockerUnreachable,
                 format!("the docker engine on {host} is not reachable ({said}); start dockerd, or check that this user may use it (docker(#{{sudo: true}}))"),
             )
         } else if r.says("is already in use by container") {
@@ -616,7 +616,7 @@ impl Docker {
                 .map(|id| format!(" by container {id}"))
                 .unwrap_or_default();
             (
-                "name_conflict",
+                Kind::NameConflict,
                 format!(
                     "the name {} is already in use on {host}{holder}; remove that container first (rm) or choose another name",
                     op.target
@@ -628,7 +628,7 @@ impl Docker {
                 None => format!("a published port ({said})"),
             };
             (
-                "port_conflict",
+                Kind::PortConflict,
                 format!("{port} is already in use on {host} (another container publishes it, or another program listens on it)"),
             )
         } else if let Some(image) = op.image.as_deref().filter(|_| {
@@ -645,14 +645,14 @@ impl Docker {
                 "the registry does not have it or refuses access"
             };
             (
-                "image_missing",
+                Kind::ImageMissing,
                 format!("image {image} is not present on {host}, and {why} ({said})"),
             )
         } else if r.says("no such container") {
-            ("not_found", "no such container".to_string())
+            (Kind::NotFound, "no such container".to_string())
         } else if r.says("is not running") {
             (
-                "not_running",
+                Kind::NotRunning,
                 "the container is not running (start it first)".to_string(),
             )
         } else {
@@ -660,7 +660,7 @@ impl Docker {
                 Some(sig) => format!("was killed by signal {sig}"),
                 None => format!("exited with code {}", r.out.code),
             };
-            ("docker", format!("`{}` {ended}: {said}", r.shown))
+            (Kind::Docker, format!("`{}` {ended}: {said}", r.shown))
         };
         Failure::new(kind, &op.target, format!("{host}: {}: {why}", op.what))
     }
@@ -695,7 +695,7 @@ impl Docker {
     /// "HOST: WHAT: no such container".
     fn not_found(&self, what: &str, name: &str) -> Failure {
         Failure::new(
-            "not_found",
+            Kind::NotFound,
             name,
             format!("{}: {what}: no such container", self.host_name()),
         )
@@ -726,7 +726,7 @@ impl Docker {
         }
         let parsed: Value = serde_json::from_str(&r.out.stdout).map_err(|e| {
             Failure::new(
-                "docker",
+                Kind::Docker,
                 name,
                 format!(
                     "{}: {}: docker printed something that is not JSON ({e})",
@@ -887,7 +887,7 @@ impl Docker {
         let began = Instant::now();
         // The start of the run being watched, the restart count then, and when it was first seen.
         let mut first: Option<(String, i64, Instant)> = None;
-        let fail = |kind: &str, why: String| {
+        let fail = |kind: Kind, why: String| {
             Failure::new(
                 kind,
                 name,
@@ -926,19 +926,19 @@ impl Docker {
                             why.push_str(" and is restarting under its restart policy");
                         }
                         return Err(fail(
-                            "container_exited",
+                            Kind::ContainerExited,
                             format!("{why} while waiting for it to become healthy ({waited} into the wait)"),
                         ));
                     }
                     "created" => {
                         return Err(fail(
-                            "not_running",
+                            Kind::NotRunning,
                             "was created but never started (start it first)".into(),
                         ))
                     }
                     other => {
                         return Err(fail(
-                            "not_running",
+                            Kind::NotRunning,
                             format!("is {other}, not running, while waiting for it to become healthy"),
                         ))
                     }
@@ -947,7 +947,7 @@ impl Docker {
                     first.get_or_insert_with(|| (started.clone(), restarts, Instant::now()));
                 if restarts > *first_restarts {
                     return Err(fail(
-                        "container_exited",
+                        Kind::ContainerExited,
                         format!(
                             "restarted {} time(s) while waiting for it to become healthy",
                             restarts - *first_restarts
@@ -972,7 +972,7 @@ impl Docker {
                 match health["Status"].as_str() {
                     Some("healthy") => Ok(Ok(())),
                     Some("unhealthy") => Err(fail(
-                        "unhealthy",
+                        Kind::Unhealthy,
                         format!(
                             "is unhealthy: its health check failed {} time(s) in a row; last check: {}",
                             health["FailingStreak"].as_i64().unwrap_or(0),
@@ -991,9 +991,9 @@ impl Docker {
                 }
             },
         );
-        waited.map_err(|e| match e.kind.as_str() {
-            "timeout" => Failure::new(
-                "timeout",
+        waited.map_err(|e| match e.kind {
+            Kind::Timeout => Failure::new(
+                Kind::Timeout,
                 name,
                 format!("{}{}", e.message, self.last_logs(run, name)),
             ),
@@ -1196,7 +1196,7 @@ pub mod docker_api {
         for line in r.out.stdout.lines().filter(|l| !l.trim().is_empty()) {
             let v: Value = serde_json::from_str(line).map_err(|e| {
                 Failure::new(
-                    "docker",
+                    Kind::Docker,
                     d.host_name(),
                     format!(
                         "{}: docker ps printed a line that is not JSON ({e}): {line}",

@@ -67,7 +67,7 @@ pub mod flow_api {
 
     use rhai::{Array, Dynamic, EvalAltResult, FnPtr, NativeCallContext, INT};
 
-    use crate::error::{error_message, fmt_secs, Failure};
+    use crate::error::{error_message, fmt_secs, Failure, Kind};
     use crate::prims::{seconds, Opts};
     use crate::run::Run;
 
@@ -234,11 +234,11 @@ pub mod flow_api {
                 Ok(false) => Ok(Err("false".into())),
                 // An operation of the condition cut short by this wait's deadline: the wait timed out.
                 Err(e) if crate::error::error_kind(&e).as_deref() == Some("deadline") => {
-                    Err(Failure::new("deadline", "wait_until", ""))
+                    Err(Failure::new(Kind::Deadline, "wait_until", ""))
                 }
                 Err(e) => {
                     failure = Some(e);
-                    Err(Failure::new("script", "wait_until", ""))
+                    Err(Failure::new(Kind::Script, "wait_until", ""))
                 }
             },
         );
@@ -330,7 +330,7 @@ pub mod flow_api {
             if skipped > 0 {
                 msg.push_str(&format!(" ({skipped} not started after the failure)"));
             }
-            Err(Failure::new("parallel", "parallel", msg).into())
+            Err(Failure::new(Kind::Parallel, "parallel", msg).into())
         }
     }
 
@@ -383,7 +383,7 @@ pub mod flow_api {
     /// Stop the script with an error (`kind` "fail"), catchable with `try`/`catch`.
     #[rhai_fn(return_raw)]
     pub fn fail(message: &str) -> Res<()> {
-        Err(Failure::new("fail", "script", message).into())
+        Err(Failure::new(Kind::Fail, "script", message).into())
     }
 
     /// Ask a yes/no question on the terminal. `--yes` answers yes; with no terminal and no `--yes` it
@@ -401,7 +401,7 @@ pub mod flow_api {
         }
         if !std::io::stdin().is_terminal() {
             return Err(Failure::new(
-                "confirm",
+                Kind::Confirm,
                 "confirm",
                 format!("confirm: \"{question}\" needs an answer, but standard input is not a terminal; pass --yes to answer yes"),
             )
@@ -413,7 +413,7 @@ pub mod flow_api {
         std::io::stdin()
             .lock()
             .read_line(&mut answer)
-            .map_err(|e| Failure::new("confirm", "confirm", format!("confirm: {e}")))?;
+            .map_err(|e| Failure::new(Kind::Confirm, "confirm", format!("confirm: {e}")))?;
         Ok(matches!(
             answer.trim().to_ascii_lowercase().as_str(),
             "y" | "yes"

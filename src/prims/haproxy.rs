@@ -32,7 +32,7 @@ use rhai::{Array, Dynamic, Map, INT};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::error::{fmt_secs, Failure};
+use crate::error::{fmt_secs, Failure, Kind};
 use crate::prims::{seconds, Opts};
 use crate::run::Run;
 
@@ -157,7 +157,7 @@ impl Socket {
                 _ => "",
             };
             Failure::new(
-                "connect",
+                Kind::Connect,
                 &self.label,
                 format!("{}: cannot connect: {e}{hint}", self.label),
             )
@@ -233,7 +233,7 @@ impl Socket {
     }
 
     fn io_failure(&self, e: std::io::Error) -> Failure {
-        Failure::new("io", &self.label, format!("{}: {e}", self.label))
+        Failure::new(Kind::Io, &self.label, format!("{}: {e}", self.label))
     }
 
     /// The connection ended after `line` was written and before the prompt that ends an answer.
@@ -258,13 +258,13 @@ impl Socket {
         };
         if read_only {
             Failure::new(
-                "io",
+                Kind::Io,
                 &self.label,
                 format!("{}: `{line}`: {how} (tried twice)", self.label),
             )
         } else {
             Failure::new(
-                "unknown_outcome",
+                Kind::UnknownOutcome,
                 &self.label,
                 format!(
                     "{}: `{line}`: {how}; the command was sent and may have been applied (not sent again: check the state before retrying)",
@@ -363,55 +363,67 @@ impl<'a> Endpoint<'a> {
 
 /// HAProxy's error answers (at the start of the answer), and the `kind` scripts see for them.
 /// The texts are HAProxy 2.6's (`src/cli.c`, `src/server.c`, `src/mworker.c`).
-const ERRORS: &[(&str, &str)] = &[
-    ("No such server", "no_such_server"),
-    ("No such backend", "no_such_backend"),
-    ("No such proxy", "no_such_backend"),
-    ("No such frontend", "no_such_frontend"),
-    ("Unknown command", "unknown_command"),
-    ("Permission denied", "permission"),
-    ("Backend is using a static LB algorithm", "static_algorithm"),
+const ERRORS: &[(&str, Kind)] = &[
+    ("No such server", Kind::NoSuchServer),
+    ("No such backend", Kind::NoSuchBackend),
+    ("No such proxy", Kind::NoSuchBackend),
+    ("No such frontend", Kind::NoSuchFrontend),
+    ("Unknown command", Kind::UnknownCommand),
+    ("Permission denied", Kind::Permission),
+    (
+        "Backend is using a static LB algorithm",
+        Kind::StaticAlgorithm,
+    ),
     (
         "Backend must use a dynamic load balancing",
-        "static_algorithm",
+        Kind::StaticAlgorithm,
     ),
-    ("Can't find the target PID", "no_such_process"),
+    ("Can't find the target PID", Kind::NoSuchProcess),
     (
         "Health check was not configured on this server",
-        "not_configured",
+        Kind::NotConfigured,
     ),
-    ("Agent was not configured on this server", "not_configured"),
+    (
+        "Agent was not configured on this server",
+        Kind::NotConfigured,
+    ),
     (
         "agent checks are not enabled on this server",
-        "not_configured",
+        Kind::NotConfigured,
     ),
-    ("cannot change health on a tracking server", "haproxy"),
-    ("Only servers in maintenance mode can be deleted", "haproxy"),
-    ("Already exists a server with the same name", "haproxy"),
-    ("unable to find required", "haproxy"),
-    ("unable to use ", "haproxy"),
-    ("unable to track ", "haproxy"),
-    ("provided port is not an integer", "haproxy"),
-    ("can't unset 'port'", "haproxy"),
-    ("can't change <port>", "haproxy"),
-    ("Update to families other than", "haproxy"),
-    ("Update for the current server address family", "haproxy"),
-    ("MUX protocol is not usable", "haproxy"),
-    ("cannot allocate memory", "haproxy"),
-    ("usage: ", "haproxy"),
-    ("set server <b>/<s>", "haproxy"),
-    ("Require ", "haproxy"),
-    ("Invalid ", "haproxy"),
-    ("invalid addr", "haproxy"),
-    ("invalid fqdn", "haproxy"),
-    ("Absolute weight", "haproxy"),
-    ("Relative weight", "haproxy"),
-    ("'set server", "haproxy"),
-    ("'get weight", "haproxy"),
+    ("cannot change health on a tracking server", Kind::Haproxy),
+    (
+        "Only servers in maintenance mode can be deleted",
+        Kind::Haproxy,
+    ),
+    ("Already exists a server with the same name", Kind::Haproxy),
+    ("unable to find required", Kind::Haproxy),
+    ("unable to use ", Kind::Haproxy),
+    ("unable to track ", Kind::Haproxy),
+    ("provided port is not an integer", Kind::Haproxy),
+    ("can't unset 'port'", Kind::Haproxy),
+    ("can't change <port>", Kind::Haproxy),
+    ("Update to families other than", Kind::Haproxy),
+    (
+        "Update for the current server address family",
+        Kind::Haproxy,
+    ),
+    ("MUX protocol is not usable", Kind::Haproxy),
+    ("cannot allocate memory", Kind::Haproxy),
+    ("usage: ", Kind::Haproxy),
+    ("set server <b>/<s>", Kind::Haproxy),
+    ("Require ", Kind::Haproxy),
+    ("Invalid ", Kind::Haproxy),
+    ("invalid addr", Kind::Haproxy),
+    ("invalid fqdn", Kind::Haproxy),
+    ("Absolute weight", Kind::Haproxy),
+    ("Relative weight", Kind::Haproxy),
+    ("'set server", Kind::Haproxy),
+    ("'get weight", Kind::Haproxy),
 ];
 
 /// The kind of a known error answer.
-fn error_kind(answer: &str) -> Option<&'static str> {
+fn error_kind(answer: &str) -> Option<Kind> {
     let a = answer.trim_start();
     ERRORS
         .iter()
@@ -501,7 +513,7 @@ fn value(s: &str) -> Dynamic {
 fn parse_stat(target: &str, text: &str) -> Result<Vec<Map>, Failure> {
     let body = text.strip_prefix("# ").ok_or_else(|| {
         Failure::new(
-            "haproxy",
+            Kind::Haproxy,
             target,
             format!(
                 "{target}: `show stat` answered without its CSV header: {:?}",
@@ -511,7 +523,7 @@ fn parse_stat(target: &str, text: &str) -> Result<Vec<Map>, Failure> {
     })?;
     let bad = |e: csv::Error| {
         Failure::new(
-            "haproxy",
+            Kind::Haproxy,
             target,
             format!("{target}: cannot parse `show stat`: {e}"),
         )
@@ -531,7 +543,7 @@ fn parse_stat(target: &str, text: &str) -> Result<Vec<Map>, Failure> {
         // A row shorter than the header is an answer cut off (its counts would be missing).
         if record.len() != names.len() {
             return Err(Failure::new(
-                "haproxy",
+                Kind::Haproxy,
                 target,
                 format!(
                     "{target}: `show stat` row {} has {} field(s) where the header has {}: the answer is cut off or malformed",
@@ -876,7 +888,7 @@ impl Haproxy {
         let pids = parse_workers(&answer);
         if !pids.iter().any(|(_, old)| !old) {
             return Err(Failure::new(
-                "haproxy",
+                Kind::Haproxy,
                 &socket.label,
                 format!(
                     "{}: `show proc` lists no worker (is this a master CLI socket, `haproxy -W -S`?): {:?}",
@@ -926,16 +938,14 @@ impl Haproxy {
                     gone.push(ep.label());
                 }
                 Ok(answer) => out.push((ep.label(), answer)),
-                Err(e) if ep.prefix.is_some() && e.kind == "no_such_process" => {
+                Err(e) if ep.prefix.is_some() && e.kind == Kind::NoSuchProcess => {
                     run.report.debug(&format!(
                         "{}: exited since `show proc` listed it; skipped",
                         ep.label()
                     ));
                     gone.push(ep.label());
                 }
-                Err(e) if !change || matches!(e.kind.as_str(), "interrupted" | "deadline") => {
-                    return Err(e)
-                }
+                Err(e) if !change || e.kind.is_interruption() => return Err(e),
                 Err(e) => failures.push(e),
             }
         }
@@ -950,12 +960,12 @@ impl Haproxy {
                 let applied: Vec<&str> = out.iter().map(|(l, _)| l.as_str()).collect();
                 message.push_str(&format!(" (applied on {})", applied.join(", ")));
             }
-            return Err(Failure::new(&first.kind, targets.join(", "), message));
+            return Err(Failure::new(first.kind, targets.join(", "), message));
         }
         if out.is_empty() {
             let label = self.label();
             return Err(Failure::new(
-                "no_such_process",
+                Kind::NoSuchProcess,
                 &label,
                 format!(
                     "{label}: `{command}`: no worker left to answer ({} exited meanwhile)",
@@ -987,7 +997,7 @@ impl Haproxy {
         let counters = |answer: &str| {
             parse_reloads(answer).ok_or_else(|| {
                 Failure::new(
-                    "haproxy",
+                    Kind::Haproxy,
                     &label,
                     format!(
                         "{label}: `show proc` shows no master line with its reload count: {:?}",
@@ -1000,7 +1010,7 @@ impl Haproxy {
         match self.ask(run, ep, command) {
             // A version that answers `reload` (with its startup logs).
             Ok(answer) => return Ok(answer),
-            Err(e) if e.kind == "unknown_outcome" => {}
+            Err(e) if e.kind == Kind::UnknownOutcome => {}
             Err(e) => return Err(e),
         }
         let deadline = std::time::Instant::now() + self.0.timeout;
@@ -1010,7 +1020,7 @@ impl Haproxy {
                 Ok((reloads, failed)) if reloads > before => {
                     if failed > failed_before {
                         return Err(Failure::new(
-                            "reload_failed",
+                            Kind::ReloadFailed,
                             &label,
                             format!(
                                 "{label}: `{command}`: the reload failed (`show proc`: {failed} failed reload(s) in a row): the previous workers keep running; HAProxy's log says why"
@@ -1020,13 +1030,13 @@ impl Haproxy {
                     return Ok(String::new());
                 }
                 Ok((reloads, _)) => last = format!("{reloads} reload(s)"),
-                Err(e) if matches!(e.kind.as_str(), "interrupted" | "deadline") => return Err(e),
+                Err(e) if e.kind.is_interruption() => return Err(e),
                 // The master is re-executing itself: not answering yet.
                 Err(e) => last = e.message,
             }
             if std::time::Instant::now() >= deadline {
                 return Err(Failure::new(
-                    "unknown_outcome",
+                    Kind::UnknownOutcome,
                     &label,
                     format!(
                         "{label}: `{command}`: the master closed the connection without answering and `show proc` still shows no new reload after {} (last: {last}); it may or may not reload",
@@ -1155,7 +1165,7 @@ impl Haproxy {
             self.0.interval,
             || {
                 let rows = self.server_each(run, server).inspect_err(|e| {
-                    failed = e.kind != "deadline";
+                    failed = e.kind != Kind::Deadline;
                 })?;
                 match observe(&rows) {
                     Ok(()) => Ok(Ok(())),
@@ -1170,8 +1180,8 @@ impl Haproxy {
             },
         );
         match r {
-            Err(e) if e.kind == "timeout" && !failed => Err(Failure::new(
-                "timeout",
+            Err(e) if e.kind == Kind::Timeout && !failed => Err(Failure::new(
+                Kind::Timeout,
                 &label,
                 format!(
                     "{label}: {server}: {} after {} ({what})",
@@ -1359,12 +1369,12 @@ fn empty_answer(ep: &Endpoint, command: &str, answer: &str) -> Result<(), Failur
     if answer.trim().is_empty() {
         Ok(())
     } else {
-        let kind = error_kind(answer).unwrap_or("haproxy");
+        let kind = error_kind(answer).unwrap_or(Kind::Haproxy);
         Err(refused(ep, command, kind, answer))
     }
 }
 
-fn refused(ep: &Endpoint, command: &str, kind: &str, answer: &str) -> Failure {
+fn refused(ep: &Endpoint, command: &str, kind: Kind, answer: &str) -> Failure {
     let label = ep.label();
     Failure::new(
         kind,
@@ -1389,7 +1399,7 @@ fn find_server(
         names.push(name);
     }
     Err(Failure::new(
-        "no_such_server",
+        Kind::NoSuchServer,
         label,
         format!(
             "{label}: no server {srv} in backend {be} (its servers: {})",
@@ -1593,7 +1603,7 @@ pub mod haproxy_api {
                 .and_then(|w| w.parse::<INT>().ok())
                 .ok_or_else(|| {
                     Failure::new(
-                        "haproxy",
+                        Kind::Haproxy,
                         &label,
                         format!(
                             "{label}: `{command}`: unexpected answer {:?}",
@@ -1786,7 +1796,7 @@ mod tests {
             "be/",
         ] {
             let e = parse_server("s", bad).unwrap_err();
-            assert_eq!(e.kind, "usage", "{bad:?}");
+            assert_eq!(e.kind, Kind::Usage, "{bad:?}");
         }
     }
 

@@ -13,7 +13,7 @@ use rhai::{Array, Dynamic, Map};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
-use crate::error::Failure;
+use crate::error::{Failure, Kind};
 use crate::prims::ssh::SshTarget;
 use crate::prims::Opts;
 use crate::run::Run;
@@ -331,9 +331,9 @@ fn check_file_op(host: &str, what: &str, path: &str, out: &Output) -> Result<(),
     }
     let err = tail(&out.stderr, 3);
     let kind = if err.contains("No such file") {
-        "not_found"
+        Kind::NotFound
     } else {
-        "io"
+        Kind::Io
     };
     Err(Failure::new(
         kind,
@@ -360,14 +360,14 @@ pub fn check_exit(host: &str, shown: &str, out: &Output) -> Result<(), Failure> 
     match out.signal {
         Some(UNKNOWN_SIGNAL) => {
             return Err(Failure::new(
-                "signal",
+                Kind::Signal,
                 host,
                 format!("{host}: `{shown}` was killed by a signal{detail}"),
             ))
         }
         Some(sig) => {
             return Err(Failure::new(
-                "signal",
+                Kind::Signal,
                 host,
                 format!("{host}: `{shown}` was killed by signal {sig}{detail}"),
             ))
@@ -377,12 +377,12 @@ pub fn check_exit(host: &str, shown: &str, out: &Output) -> Result<(), Failure> 
     match out.code {
         0 => Ok(()),
         127 => Err(Failure::new(
-            "not_found",
+            Kind::NotFound,
             host,
             format!("{host}: `{shown}`: command not found (exit code 127){detail}"),
         )),
         code => Err(Failure::new(
-            "exit",
+            Kind::Exit,
             host,
             format!("{host}: `{shown}` exited with code {code}{detail}"),
         )),
@@ -435,7 +435,7 @@ async fn exec_local(
         }
         Err(e) => {
             return Err(Failure::new(
-                "exec",
+                Kind::Exec,
                 host,
                 format!("{host}: cannot start `{shown}`: {e}"),
             ))
@@ -459,7 +459,7 @@ async fn exec_local(
     let status = child
         .wait()
         .await
-        .map_err(|e| Failure::new("exec", host, format!("{host}: `{shown}`: {e}")))?;
+        .map_err(|e| Failure::new(Kind::Exec, host, format!("{host}: `{shown}`: {e}")))?;
     guard.disarm();
     use std::os::unix::process::ExitStatusExt;
     Ok(Output {
@@ -536,7 +536,7 @@ async fn exec_ssh(
             }
             Err(e) => {
                 return Err(Failure::new(
-                    "connection",
+                    Kind::Connection,
                     host,
                     format!("{host}: cannot run `{shown}`: {e}"),
                 ))
@@ -571,7 +571,7 @@ async fn exec_ssh(
             Err(openssh::Error::RemoteProcessTerminated) => (-1, Some(UNKNOWN_SIGNAL)),
             Err(e) => {
                 return Err(Failure::new(
-                    "connection",
+                    Kind::Connection,
                     host,
                     format!("{host}: `{shown}`: the connection failed: {e}"),
                 ))
@@ -681,8 +681,9 @@ where
         pid,
         live,
     } = pipes;
-    let io =
-        |what: &str, e: std::io::Error| Failure::new("io", host, format!("{host}: {what}: {e}"));
+    let io = |what: &str, e: std::io::Error| {
+        Failure::new(Kind::Io, host, format!("{host}: {what}: {e}"))
+    };
     let live = live && run.report.verbosity() > 0;
     let feed = async {
         if let Some(mut w) = stdin {
@@ -818,9 +819,9 @@ fn with_temp_beside(
 
 fn io_failure(host: &str, what: &str, path: &str, e: std::io::Error) -> Failure {
     let kind = if e.kind() == std::io::ErrorKind::NotFound {
-        "not_found"
+        Kind::NotFound
     } else {
-        "io"
+        Kind::Io
     };
     Failure::new(kind, host, format!("{host}: {what} {path}: {e}"))
 }
@@ -1001,7 +1002,7 @@ pub mod host_api {
         let run = Run::of(&ctx);
         if !Path::new(local_path).is_file() {
             return Err(Failure::new(
-                "not_found",
+                Kind::NotFound,
                 "local",
                 format!("upload to {}: no local file {local_path}", h.name()),
             )

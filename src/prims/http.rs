@@ -5,7 +5,7 @@ use std::time::Duration;
 use rhai::plugin::*;
 use rhai::Map;
 
-use crate::error::Failure;
+use crate::error::{Failure, Kind};
 use crate::run::Run;
 
 /// Default time a single request may take.
@@ -56,7 +56,11 @@ fn get(
     }
     run.block_on(&target, "GET", None, async {
         let fail = |e: reqwest::Error| {
-            let kind = if e.is_timeout() { "timeout" } else { "http" };
+            let kind = if e.is_timeout() {
+                Kind::Timeout
+            } else {
+                Kind::Http
+            };
             Failure::new(kind, url, format!("GET {url}: {}", cause(&e)))
         };
         let resp = req.send().await.map_err(fail)?;
@@ -143,7 +147,7 @@ pub mod http_api {
                     ))),
                     _ => Ok(Ok(r)),
                 },
-                Err(e) if e.kind == "interrupted" || e.kind == "deadline" => Err(e),
+                Err(e) if e.kind.is_interruption() => Err(e),
                 Err(e) => Ok(Err(e.message)),
             }
         })?;

@@ -10,7 +10,7 @@ use rhai::plugin::*;
 use rhai::{Dynamic, INT};
 use serde_json::json;
 
-use crate::error::Failure;
+use crate::error::{Failure, Kind};
 use crate::prims::host::{Command, Host, Input, RunOpts, Sink};
 use crate::prims::seconds;
 use crate::run::Run;
@@ -147,7 +147,7 @@ impl<'a> Procs<'a> {
         let host = self.name();
         let cannot = |e: String| {
             Failure::new(
-                "io",
+                Kind::Io,
                 host,
                 format!("{host}: cannot read {path}: {}", e.trim()),
             )
@@ -188,7 +188,7 @@ impl<'a> Procs<'a> {
             self.run.check_cancel(self.name())?;
             let dir = std::fs::read_dir("/proc").map_err(|e| {
                 Failure::new(
-                    "io",
+                    Kind::Io,
                     self.name(),
                     format!("{}: cannot list /proc: {e}", self.name()),
                 )
@@ -255,7 +255,7 @@ impl<'a> Procs<'a> {
         let host = self.name();
         let text = self.read_optional(path)?.ok_or_else(|| {
             Failure::new(
-                "not_found",
+                Kind::NotFound,
                 host,
                 format!("{host}: cannot read pid file {path}: it does not exist"),
             )
@@ -263,7 +263,7 @@ impl<'a> Procs<'a> {
         let text = text.trim();
         if text.is_empty() {
             return Err(Failure::new(
-                "pid_file",
+                Kind::PidFile,
                 host,
                 format!("{host}: pid file {path} is empty"),
             ));
@@ -271,7 +271,7 @@ impl<'a> Procs<'a> {
         text.parse::<i32>().ok().filter(|p| *p > 0).ok_or_else(|| {
             let shown: String = text.chars().take(40).collect();
             Failure::new(
-                "pid_file",
+                Kind::PidFile,
                 host,
                 format!("{host}: pid file {path} does not hold a pid: \"{shown}\""),
             )
@@ -302,13 +302,13 @@ impl<'a> Procs<'a> {
                 self.signal(pid, sig).map_err(|e| {
                     let (kind, why) = match e {
                         KillError::Failed(f) => return f,
-                        KillError::NoSuchProcess => ("not_found", "no such process".to_string()),
+                        KillError::NoSuchProcess => (Kind::NotFound, "no such process".to_string()),
                         KillError::NotPermitted => (
-                            "permission",
+                            Kind::Permission,
                             "operation not permitted (the process belongs to another user)"
                                 .to_string(),
                         ),
-                        KillError::Other(why) => ("signal", why),
+                        KillError::Other(why) => (Kind::Signal, why),
                     };
                     Failure::new(
                         kind,

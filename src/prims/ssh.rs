@@ -11,7 +11,7 @@ use std::time::Duration;
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 use tokio::sync::Semaphore;
 
-use crate::error::Failure;
+use crate::error::{Failure, Kind};
 
 /// How long the TCP connect and the SSH banner may take, unless `connect_timeout` says otherwise.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -187,7 +187,7 @@ impl Pool {
                 .tempdir_in("/tmp")
                 .map_err(|e| {
                     Failure::new(
-                        "ssh",
+                        Kind::Ssh,
                         "ssh",
                         format!("cannot create the ssh control directory: {e}"),
                     )
@@ -220,7 +220,7 @@ impl Pool {
                 Ok(r) => r.map_err(|e| connect_failure(name, target, &e))?,
                 Err(_) => {
                     return Err(Failure::new(
-                        "connect_timeout",
+                        Kind::ConnectTimeout,
                         name,
                         format!(
                             "{}: ssh: no working connection after {}",
@@ -283,27 +283,30 @@ fn connect_failure(name: &str, target: &SshTarget, e: &openssh::Error) -> Failur
     let text = text.trim().trim_start_matches("ssh: ").to_string();
     let dest = target.display();
     let (kind, what) = if text.contains("Connection refused") {
-        ("connection_refused", "connection refused".to_string())
+        (Kind::ConnectionRefused, "connection refused".to_string())
     } else if text.contains("timed out") {
-        ("connect_timeout", "connection timed out".to_string())
+        (Kind::ConnectTimeout, "connection timed out".to_string())
     } else if text.contains("Permission denied")
         || text.contains("Too many authentication failures")
     {
-        ("auth", format!("authentication failed ({text})"))
+        (Kind::Auth, format!("authentication failed ({text})"))
     } else if text.contains("Host key verification failed")
         || text.contains("IDENTIFICATION HAS CHANGED")
         || text.contains("host key")
     {
         (
-            "host_key",
+            Kind::HostKey,
             format!(
                 "host key verification failed: the host's key is unknown or has changed ({text})"
             ),
         )
     } else if text.contains("Could not resolve") {
-        ("resolve", format!("cannot resolve the host name ({text})"))
+        (
+            Kind::Resolve,
+            format!("cannot resolve the host name ({text})"),
+        )
     } else {
-        ("connection", text.clone())
+        (Kind::Connection, text.clone())
     };
     let label = if name == dest {
         dest.clone()
