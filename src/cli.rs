@@ -7,10 +7,10 @@ use rhai::{Dynamic, Map};
 
 use std::sync::Arc;
 
+use crate::config::Config;
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::report::Output;
-use crate::run::Config;
 use crate::Runner;
 
 /// Run Rhai playbooks for operations work: HAProxy, SSH, docker, signals, HTTP checks.
@@ -189,62 +189,21 @@ fn dispatch(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Play { script, run } => Runner::new(run.into_config()?)?.play(&script),
         Command::Eval { code, run } => Runner::new(run.into_config()?)?.eval(&code),
-        Command::Check { scripts, lib } => {
-            let runner = Runner::new(Config {
-                libs: lib_path(lib),
-                ..Config::default()
-            })?;
-            let mut failed = 0;
-            for script in &scripts {
-                if let Err(e) = runner.check(script) {
-                    if let Error::Usage(msg) = &e {
-                        eprintln!("error: {msg}");
-                    } else {
-                        eprintln!("{e}");
-                    }
-                    failed += 1;
-                } else {
-                    eprintln!("{}: ok", script.display());
-                }
-            }
-            if failed > 0 {
-                Err(Error::Compile(format!(
-                    "{failed} script(s) failed the check"
-                )))
-            } else {
-                Ok(())
-            }
-        }
+        Command::Check { scripts, lib } => Runner::new(Config {
+            libs: lib_path(lib),
+            ..Config::default()
+        })?
+        .check_all(&scripts),
         Command::Hosts {
             inventory,
             limit,
             group,
-        } => {
-            let inv = Inventory::load(&inventory)?;
-            let hosts = inv
-                .select(&group, limit.as_deref())
-                .map_err(|f| Error::Usage(f.message))?;
-            for h in hosts {
-                let entry = inv
-                    .hosts
-                    .iter()
-                    .find(|e| e.name == h.name())
-                    .expect("selected from the inventory");
-                let address = match h.transport() {
-                    crate::prims::host::Transport::Local => "local".to_string(),
-                    crate::prims::host::Transport::Ssh(t) => t.display(),
-                };
-                let vars: Vec<String> =
-                    entry.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!(
-                    "{}\t{address}\tgroups={}\t{}",
-                    h.name(),
-                    entry.groups.join(","),
-                    vars.join(" ")
-                );
-            }
-            Ok(())
-        }
+        } => Runner::new(Config {
+            inventory: Some(Arc::new(Inventory::load(&inventory)?)),
+            limit,
+            ..Config::default()
+        })?
+        .hosts(&group),
         Command::Doc { module, markdown } => {
             print!(
                 "{}",

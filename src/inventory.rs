@@ -8,19 +8,43 @@ use rhai::{Dynamic, Map};
 use serde_json::Value;
 
 use crate::error::{Error, Failure};
-use crate::prims::host::{apply_ssh_options, Host, Transport};
 use crate::prims::ssh::SshTarget;
 
-/// One host of an inventory.
+/// One host of an inventory: plain data; `hosts()` turns it into a host handle.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub name: String,
-    /// Where to connect; `local` (connection = "local") runs on this machine.
-    pub address: String,
-    pub local: bool,
-    pub connection: Map,
+    /// How to reach it over SSH; None for `connection = "local"` (this machine).
+    pub ssh: Option<SshTarget>,
     pub vars: Map,
     pub groups: Vec<String>,
+}
+
+/// A host as the inventory file describes it, before its connection options are checked.
+#[derive(Debug, Clone)]
+struct Described {
+    name: String,
+    address: String,
+    local: bool,
+    connection: Map,
+    vars: Map,
+    groups: Vec<String>,
+}
+
+impl Described {
+    fn entry(self) -> Result<Entry, Failure> {
+        let ssh = if self.local {
+            None
+        } else {
+            Some(SshTarget::with_options(&self.address, self.connection)?)
+        };
+        Ok(Entry {
+            name: self.name,
+            ssh,
+            vars: self.vars,
+            groups: self.groups,
+        })
+    }
 }
 
 /// A parsed inventory.
@@ -40,28 +64,33 @@ impl Inventory {
             .map_err(|e| Error::Usage(format!("cannot read inventory {}: {e}", path.display())))?;
         let source = path.display().to_string();
         let bad = |e: String| Error::Usage(format!("inventory {source}: {e}"));
-        let mut inv = if path.extension().is_some_and(|x| x == "toml") {
+        let parsed = if path.extension().is_some_and(|x| x == "toml") {
             let v: Value = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
             from_toml(&v).map_err(bad)?
         } else {
             let v: Value = serde_norway::from_str(&text).map_err(|e| bad(e.to_string()))?;
             from_ansible(&v).map_err(bad)?
         };
-        inv.source = source;
-        // Validate every host's connection options now: a typo is a usage error before anything runs.
-        for e in &inv.hosts {
-            inv.handle(e).map_err(|f| {
-                Error::Usage(format!(
-                    "inventory {}: host {}: {}",
-                    inv.source, e.name, f.message
-                ))
-            })?;
-        }
-        Ok(inv)
+        // Every host's connection options are checked now: a typo is a usage error before anything
+        // runs.
+        let hosts = parsed
+            .hosts
+            .into_iter()
+            .map(|d| {
+                let name = d.name.clone();
+                d.entry()
+                    .map_err(|f| bad(format!("host {name}: {}", f.message)))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Inventory {
+            source,
+            hosts,
+            groups: parsed.groups,
+        })
     }
 
-    /// The host handles of `group` (or of the host with that name), narrowed by `limit`.
-    pub fn select(&self, group: &str, limit: Option<&str>) -> Result<Vec<Host>, Failure> {
+    /// The entries of `group` (or the host with that name), narrowed by `limit`.
+    pub fn select(&self, group: &str, limit: Option<&str>) -> Result<Vec<&Entry>, Failure> {
         let names: Vec<&str> = match self.groups.get(group) {
             Some(members) => members.iter().map(String::as_str).collect(),
             None if self.hosts.iter().any(|h| h.name == group) => vec![group],
@@ -78,11 +107,11 @@ impl Inventory {
             }
         };
         let allowed = self.limited(limit);
-        self.hosts
+        Ok(self
+            .hosts
             .iter()
             .filter(|h| names.contains(&h.name.as_str()) && allowed.contains(&h.name.as_str()))
-            .map(|h| self.handle(h))
-            .collect()
+            .collect())
     }
 
     /// Host names allowed by a `--limit` pattern: comma-separated host or group names or globs,
@@ -116,15 +145,6 @@ impl Inventory {
                     .any(|p| matches(p, h))
             })
             .collect()
-    }
-
-    fn handle(&self, e: &Entry) -> Result<Host, Failure> {
-        if e.local {
-            return Ok(Host::new(&e.name, e.vars.clone(), Transport::Local));
-        }
-        let mut target = SshTarget::parse(&e.address)?;
-        apply_ssh_options(&mut target, e.connection.clone(), &e.name)?;
-        Ok(Host::new(&e.name, e.vars.clone(), Transport::Ssh(target)))
     }
 }
 
@@ -227,8 +247,15 @@ impl Layer {
     }
 }
 
-fn add_host(inv: &mut Inventory, name: &str, layer: &Layer, groups: &[String]) {
-    let entry = Entry {
+/// An inventory as read from a file, before the connection options are checked.
+#[derive(Default)]
+struct Parsed {
+    hosts: Vec<Described>,
+    groups: BTreeMap<String, Vec<String>>,
+}
+
+fn add_host(inv: &mut Parsed, name: &str, layer: &Layer, groups: &[String]) {
+    let entry = Described {
         name: name.to_string(),
         address: layer.address.clone().unwrap_or_else(|| name.to_string()),
         local: layer.local.unwrap_or(false),
@@ -257,7 +284,7 @@ fn add_host(inv: &mut Inventory, name: &str, layer: &Layer, groups: &[String]) {
 }
 
 /// runner's TOML inventory: `[defaults]`, `[groups.NAME] hosts = [...] vars = {...}`, `[hosts.NAME]`.
-fn from_toml(v: &Value) -> Result<Inventory, String> {
+fn from_toml(v: &Value) -> Result<Parsed, String> {
     let top = v.as_object().ok_or("not a table")?;
     for k in top.keys() {
         if !["defaults", "groups", "hosts"].contains(&k.as_str()) {
@@ -311,7 +338,7 @@ fn from_toml(v: &Value) -> Result<Inventory, String> {
     for h in host_tables.keys() {
         note(h, None);
     }
-    let mut inv = Inventory::default();
+    let mut inv = Parsed::default();
     for (host, groups, group_layer) in membership {
         let own = Layer::from(host_tables.get(&host), &[]);
         add_host(
@@ -333,9 +360,9 @@ const ANSIBLE_KEYS: &[(&str, &str)] = &[
 ];
 
 /// An Ansible YAML inventory: top-level groups (usually `all`) with `hosts`, `vars` and `children`.
-fn from_ansible(v: &Value) -> Result<Inventory, String> {
+fn from_ansible(v: &Value) -> Result<Parsed, String> {
     let top = v.as_object().ok_or("not a YAML map of groups")?;
-    let mut inv = Inventory::default();
+    let mut inv = Parsed::default();
     for (g, body) in top {
         walk_group(&mut inv, g, body, &Layer::default(), &[])?;
     }
@@ -343,7 +370,7 @@ fn from_ansible(v: &Value) -> Result<Inventory, String> {
 }
 
 fn walk_group(
-    inv: &mut Inventory,
+    inv: &mut Parsed,
     name: &str,
     body: &Value,
     inherited: &Layer,

@@ -10,25 +10,28 @@
 
 pub mod check;
 pub mod cli;
+pub mod config;
 pub mod doc;
 pub mod effect;
 pub mod engine;
 pub mod error;
 pub mod inventory;
 pub mod journal;
+pub mod opts;
 pub mod prims;
 pub mod report;
 pub mod resolver;
 pub mod run;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, EvalAltResult, Position, AST};
 use serde_json::json;
 
+pub use config::Config;
 pub use error::{Error, Failure, Kind};
-pub use run::{Config, Run};
+pub use run::Run;
 
 use report::{render_error, render_parse_error};
 
@@ -251,5 +254,64 @@ impl Runner {
         } else {
             Err(Error::Compile(errors.join("\n")))
         }
+    }
+
+    /// `runner check A B ...`: each script checked, its problems or "ok" reported; an error when
+    /// any failed.
+    pub fn check_all(&self, scripts: &[PathBuf]) -> Result<(), Error> {
+        let report = self.reporter();
+        let mut failed = 0;
+        for script in scripts {
+            match self.check(script) {
+                Ok(()) => report.info(&format!("{}: ok", script.display())),
+                Err(e) => {
+                    failed += 1;
+                    match &e {
+                        Error::Usage(msg) => report.error(&format!("error: {msg}"), json!({})),
+                        e => report.error(&e.to_string(), json!({})),
+                    }
+                }
+            }
+        }
+        if failed > 0 {
+            Err(Error::Compile(format!(
+                "{failed} script(s) failed the check"
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `runner hosts GROUP`: one line per host the inventory and `--limit` select: its name, where
+    /// it is reached, its groups and its variables.
+    pub fn hosts(&self, group: &str) -> Result<(), Error> {
+        let inv = self
+            .config
+            .inventory
+            .as_ref()
+            .ok_or_else(|| Error::Usage("runner hosts needs an inventory (-i FILE)".into()))?;
+        let report = self.reporter();
+        for e in inv
+            .select(group, self.config.limit.as_deref())
+            .map_err(|f| Error::Usage(f.message))?
+        {
+            let address = match &e.ssh {
+                None => "local".to_string(),
+                Some(t) => t.display(),
+            };
+            let vars: Vec<String> = e.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            report.print(&format!(
+                "{}\t{address}\tgroups={}\t{}",
+                e.name,
+                e.groups.join(","),
+                vars.join(" ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// A reporter for output outside a run (`check`, `hosts`).
+    fn reporter(&self) -> report::Reporter {
+        report::Reporter::new(self.config.output, self.config.verbosity)
     }
 }

@@ -3,14 +3,14 @@
 //! engine's tag (`Run::of(&ctx)`), so they can be plain `#[export_module]` functions with doc comments.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rhai::{Dynamic, FnPtr, Map, NativeCallContext, NativeCallContextStore};
+use rhai::{Dynamic, FnPtr, NativeCallContext, NativeCallContextStore};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::error::{fmt_secs, Failure, Kind};
 use crate::journal::Journal;
 use crate::report::Reporter;
@@ -19,27 +19,6 @@ use crate::resolver::Sources;
 thread_local! {
     /// The deadline of the innermost `poll` running on this thread.
     static WAIT_DEADLINE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
-}
-
-/// What the command line decided for this run.
-#[derive(Debug, Clone, Default)]
-pub struct Config {
-    /// `--dry-run`: skip every effect, print what would be done.
-    pub dry_run: bool,
-    /// `--yes`: answer yes to every `confirm`.
-    pub yes: bool,
-    /// `--param` and `--params`: values for `param(name)`.
-    pub params: Map,
-    /// `--lib` folders, then `RUNNER_PATH`, searched by `import`.
-    pub libs: Vec<PathBuf>,
-    /// `--journal FILE`; None: a new file under `$XDG_STATE_HOME/runner/runs/`.
-    pub journal: Option<PathBuf>,
-    pub output: crate::report::Output,
-    pub verbosity: i8,
-    /// `-i FILE`: the hosts `hosts(group)` returns.
-    pub inventory: Option<Arc<crate::inventory::Inventory>>,
-    /// `--limit PATTERN`: narrows `hosts(group)`.
-    pub limit: Option<String>,
 }
 
 /// One run: everything a primitive needs besides its arguments.

@@ -13,8 +13,8 @@ use rhai::{Array, Dynamic, Map};
 use serde_json::{json, Value};
 
 use crate::error::{fmt_secs, Failure, Kind};
+use crate::opts::Opts;
 use crate::prims::host::{check_exit, Command, Host, Input, Output, RunOpts, Sink};
-use crate::prims::Opts;
 use crate::run::Run;
 
 /// How long one docker command may take, unless the handle says otherwise.
@@ -1300,7 +1300,7 @@ pub mod docker_api {
         }
         if let Some(since) = o.get("since") {
             let since = if since.is_int() || since.is_float() {
-                go_duration(crate::prims::seconds(since, name, "since")?)
+                go_duration(crate::opts::seconds(since, name, "since")?)
             } else {
                 since.to_string()
             };
@@ -1514,7 +1514,7 @@ pub mod docker_api {
         options: Map,
     ) -> Res<()> {
         let run = Run::of(&ctx);
-        let timeout = crate::prims::seconds(&timeout, name, "the timeout")?;
+        let timeout = crate::opts::seconds(&timeout, name, "the timeout")?;
         let o = Opts::new(options, &["min_uptime", "interval"], name)?;
         let min_uptime = o.secs("min_uptime")?.unwrap_or(Duration::from_secs(1));
         let interval = o

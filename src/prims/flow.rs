@@ -68,7 +68,7 @@ pub mod flow_api {
     use rhai::{Array, Dynamic, EvalAltResult, FnPtr, NativeCallContext, INT};
 
     use crate::error::{error_message, fmt_secs, Failure, Kind};
-    use crate::prims::{seconds, Opts};
+    use crate::opts::{seconds, Opts};
     use crate::run::Run;
 
     type Res<T> = Result<T, Box<EvalAltResult>>;
@@ -154,7 +154,7 @@ pub mod flow_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn sleep(ctx: NativeCallContext, seconds: rhai::FLOAT) -> Res<()> {
-        let d = crate::prims::seconds(&Dynamic::from(seconds), "sleep", "the duration")?;
+        let d = crate::opts::seconds(&Dynamic::from(seconds), "sleep", "the duration")?;
         Ok(Run::of(&ctx).sleep(d)?)
     }
 

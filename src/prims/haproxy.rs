@@ -33,7 +33,7 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::error::{fmt_secs, Failure, Kind};
-use crate::prims::{seconds, Opts};
+use crate::opts::{seconds, Opts};
 use crate::run::Run;
 
 /// Time one command may take (connecting included) unless the handle's `timeout` option says otherwise.

@@ -14,8 +14,9 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::error::{Failure, Kind};
+use crate::inventory::Entry;
+use crate::opts::Opts;
 use crate::prims::ssh::SshTarget;
-use crate::prims::Opts;
 use crate::run::Run;
 
 /// A machine commands run on: this one (`local()`), or a remote one over SSH.
@@ -64,6 +65,17 @@ impl Host {
     /// Whether commands run on this machine (no SSH).
     pub fn is_local(&self) -> bool {
         matches!(self.0.transport, Transport::Local)
+    }
+}
+
+/// An inventory entry's handle: its name, its vars, and SSH unless it is `connection = "local"`.
+impl From<&Entry> for Host {
+    fn from(e: &Entry) -> Self {
+        let transport = match &e.ssh {
+            Some(t) => Transport::Ssh(t.clone()),
+            None => Transport::Local,
+        };
+        Host::new(&e.name, e.vars.clone(), transport)
     }
 }
 
@@ -865,8 +877,7 @@ pub mod host_api {
     /// ```
     #[rhai_fn(name = "ssh", return_raw)]
     pub fn ssh_with(spec: &str, options: Map) -> Res<Host> {
-        let mut target = SshTarget::parse(spec)?;
-        apply_ssh_options(&mut target, options, spec)?;
+        let target = SshTarget::with_options(spec, options)?;
         Ok(Host::new(spec, Map::new(), Transport::Ssh(target)))
     }
 
@@ -1079,7 +1090,7 @@ pub mod host_api {
         Ok(inv
             .select(group, run.config.limit.as_deref())?
             .into_iter()
-            .map(Dynamic::from)
+            .map(|e| Dynamic::from(Host::from(e)))
             .collect())
     }
 
@@ -1088,36 +1099,4 @@ pub mod host_api {
     pub fn all_hosts(ctx: NativeCallContext) -> Res<Array> {
         hosts(ctx, "all")
     }
-}
-
-/// Apply the options of `ssh(host, #{...})` (and of inventory entries) to a target.
-pub fn apply_ssh_options(target: &mut SshTarget, options: Map, spec: &str) -> Result<(), Failure> {
-    use crate::prims::ssh::HostKeyCheck;
-    let o = Opts::new(options, crate::prims::ssh::OPTIONS, spec)?;
-    if let Some(u) = o.string("user")? {
-        target.user = Some(u);
-    }
-    if let Some(p) = o.int("port")? {
-        target.port = Some(
-            u16::try_from(p)
-                .map_err(|_| Failure::usage(spec, format!("{spec}: port {p} is out of range")))?,
-        );
-    }
-    if let Some(k) = o.string("key")? {
-        target.key = Some(PathBuf::from(k));
-    }
-    if let Some(k) = o.string("known_hosts")? {
-        target.known_hosts = HostKeyCheck::parse(&k, spec)?;
-    }
-    if let Some(f) = o.string("known_hosts_file")? {
-        target.known_hosts_file = Some(PathBuf::from(f));
-    }
-    target.connect_timeout = o.secs("connect_timeout")?.or(target.connect_timeout);
-    if let Some(j) = o.get("jump") {
-        target.jump = match j.read_lock::<Array>() {
-            Some(a) => a.iter().map(|x| x.to_string()).collect(),
-            None => vec![j.to_string()],
-        };
-    }
-    Ok(())
 }

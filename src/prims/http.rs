@@ -84,7 +84,7 @@ fn get(
 #[export_module]
 pub mod http_api {
     use super::*;
-    use crate::prims::Opts;
+    use crate::opts::Opts;
     use rhai::{EvalAltResult, NativeCallContext};
 
     type Res<T> = Result<T, Box<EvalAltResult>>;

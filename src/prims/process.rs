@@ -11,8 +11,8 @@ use rhai::{Dynamic, INT};
 use serde_json::json;
 
 use crate::error::{Failure, Kind};
+use crate::opts::seconds;
 use crate::prims::host::{Command, Host, Input, RunOpts, Sink};
-use crate::prims::seconds;
 use crate::run::Run;
 
 /// Time between two checks of a wait: a local check is a syscall, a remote one a command over the

@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
+use rhai::{Array, Map};
 use tokio::sync::Semaphore;
 
 use crate::error::{Failure, Kind};
+use crate::opts::Opts;
 
 /// How long the TCP connect and the SSH banner may take, unless `connect_timeout` says otherwise.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,6 +105,45 @@ impl SshTarget {
             port,
             ..Default::default()
         })
+    }
+
+    /// `spec` (`[user@]host[:port]`) with the options of `ssh(host, #{...})` or of an inventory entry.
+    pub fn with_options(spec: &str, options: Map) -> Result<Self, Failure> {
+        let mut target = SshTarget::parse(spec)?;
+        target.apply(options, spec)?;
+        Ok(target)
+    }
+
+    /// Apply connection options (`OPTIONS`); an unknown key is an error naming `spec`.
+    fn apply(&mut self, options: Map, spec: &str) -> Result<(), Failure> {
+        let o = Opts::new(options, OPTIONS, spec)?;
+
+        if let Some(u) = o.string("user")? {
+            self.user = Some(u);
+        }
+        if let Some(p) = o.int("port")? {
+            self.port =
+                Some(u16::try_from(p).map_err(|_| {
+                    Failure::usage(spec, format!("{spec}: port {p} is out of range"))
+                })?);
+        }
+        if let Some(k) = o.string("key")? {
+            self.key = Some(PathBuf::from(k));
+        }
+        if let Some(k) = o.string("known_hosts")? {
+            self.known_hosts = HostKeyCheck::parse(&k, spec)?;
+        }
+        if let Some(f) = o.string("known_hosts_file")? {
+            self.known_hosts_file = Some(PathBuf::from(f));
+        }
+        self.connect_timeout = o.secs("connect_timeout")?.or(self.connect_timeout);
+        if let Some(j) = o.get("jump") {
+            self.jump = match j.read_lock::<Array>() {
+                Some(a) => a.iter().map(|x| x.to_string()).collect(),
+                None => vec![j.to_string()],
+            };
+        }
+        Ok(())
     }
 
     /// `user@address:port` as shown in messages.

@@ -1,0 +1,139 @@
+//! The arguments every primitive takes: durations in seconds and the trailing `#{...}` option map,
+//! checked the same way everywhere (an unknown option key is an error, never a silent default).
+
+use std::time::Duration;
+
+use rhai::{Dynamic, Map};
+
+use crate::error::Failure;
+
+/// A duration in seconds given by a script (int or float, or a numeric string from `--param`).
+pub fn seconds(v: &Dynamic, target: &str, what: &str) -> Result<Duration, Failure> {
+    let secs = if let Ok(i) = v.as_int() {
+        i as f64
+    } else if let Ok(f) = v.as_float() {
+        f
+    } else if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
+        s.trim().parse::<f64>().map_err(|_| {
+            Failure::usage(
+                target,
+                format!(
+                    "{target}: {what} must be a number of seconds, not \"{}\"",
+                    s.as_str()
+                ),
+            )
+        })?
+    } else {
+        return Err(Failure::usage(
+            target,
+            format!(
+                "{target}: {what} must be a number of seconds, not {}",
+                v.type_name()
+            ),
+        ));
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(Failure::usage(
+            target,
+            format!("{target}: {what} must be zero or more seconds, not {secs}"),
+        ));
+    }
+    // A year is longer than any operation of a playbook; larger values overflow a Duration.
+    if secs > MAX_SECONDS {
+        return Err(Failure::usage(
+            target,
+            format!("{target}: {what} of {secs} seconds is more than a year"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The longest duration a script may give.
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// The trailing `#{...}` options of a call. Unknown keys are an error: a typo such as `timout`
+/// must not silently fall back to a default.
+pub struct Opts<'a> {
+    map: Map,
+    target: &'a str,
+}
+
+impl<'a> Opts<'a> {
+    pub fn new(map: Map, allowed: &[&str], target: &'a str) -> Result<Self, Failure> {
+        if let Some(bad) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(Failure::usage(
+                target,
+                format!(
+                    "{target}: unknown option `{bad}`; expected one of: {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        Ok(Opts { map, target })
+    }
+
+    pub fn empty(target: &'a str) -> Self {
+        Opts {
+            map: Map::new(),
+            target,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Dynamic> {
+        self.map.get(key).filter(|v| !v.is_unit())
+    }
+
+    pub fn secs(&self, key: &str) -> Result<Option<Duration>, Failure> {
+        self.get(key)
+            .map(|v| seconds(v, self.target, key))
+            .transpose()
+    }
+
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool, Failure> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().map_err(|t| self.wrong(key, "true or false", t)),
+        }
+    }
+
+    pub fn int(&self, key: &str) -> Result<Option<i64>, Failure> {
+        self.get(key)
+            .map(|v| v.as_int().map_err(|t| self.wrong(key, "an integer", t)))
+            .transpose()
+    }
+
+    pub fn string(&self, key: &str) -> Result<Option<String>, Failure> {
+        self.get(key)
+            .map(|v| {
+                v.clone()
+                    .into_string()
+                    .map_err(|t| self.wrong(key, "a string", t))
+            })
+            .transpose()
+    }
+
+    /// A map of strings, e.g. environment variables or HTTP headers.
+    pub fn string_map(&self, key: &str) -> Result<Vec<(String, String)>, Failure> {
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(v) => {
+                let m = v
+                    .read_lock::<Map>()
+                    .ok_or_else(|| self.wrong(key, "a map", v.type_name()))?;
+                Ok(m.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect())
+            }
+        }
+    }
+
+    fn wrong(&self, key: &str, expected: &str, got: &str) -> Failure {
+        Failure::usage(
+            self.target,
+            format!(
+                "{}: option `{key}` must be {expected}, not {got}",
+                self.target
+            ),
+        )
+    }
+}
