@@ -12,6 +12,7 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Map};
 use serde_json::{json, Value};
 
+use crate::effect::{Access, Permit};
 use crate::error::{fmt_secs, Failure, Kind};
 use crate::opts::Opts;
 use crate::prims::host::{check_exit, Command, Host, Input, Output, RunOpts, Sink};
@@ -535,17 +536,19 @@ impl Docker {
     fn cli(
         &self,
         run: &Run,
+        p: &Permit,
         args: &[String],
         timeout: Duration,
         stdin: Option<String>,
     ) -> Result<Reply, Failure> {
-        self.cli_args(run, &Args::of(args.iter().cloned()), timeout, stdin)
+        self.cli_args(run, p, &Args::of(args.iter().cloned()), timeout, stdin)
     }
 
     /// `cli` for arguments that may hold secrets: messages show `args.shown`.
     fn cli_args(
         &self,
         run: &Run,
+        p: &Permit,
         args: &Args,
         timeout: Duration,
         stdin: Option<String>,
@@ -560,7 +563,7 @@ impl Docker {
         let input = stdin.map(Input::Text).unwrap_or(Input::Null);
         let out = self
             .host
-            .exec(run, &cmd, &o, input, Sink::Capture)
+            .exec(run, p, &cmd, &o, input, Sink::Capture)
             .map_err(|mut f| {
                 // A timeout names the command: as shown, never with the secrets.
                 f.message = f.message.replace(&cmd.display(), &shown);
@@ -570,8 +573,8 @@ impl Docker {
     }
 
     /// `cli` for a command that must succeed; a failure is classified.
-    fn cli_ok(&self, run: &Run, args: &[String], op: &Op) -> Result<Reply, Failure> {
-        let r = self.cli(run, args, self.timeout, None)?;
+    fn cli_ok(&self, run: &Run, p: &Permit, args: &[String], op: &Op) -> Result<Reply, Failure> {
+        let r = self.cli(run, p, args, self.timeout, None)?;
         if r.ok() {
             Ok(r)
         } else {
@@ -585,7 +588,7 @@ impl Docker {
         run: &Run,
         action: &str,
         details: Value,
-        op: impl FnOnce() -> Result<T, Failure>,
+        op: impl FnOnce(&Permit) -> Result<T, Failure>,
     ) -> Result<Option<T>, Failure> {
         run.effect(self.host_name(), action, details, op)
     }
@@ -707,12 +710,10 @@ impl Docker {
     fn inspect_json(&self, run: &Run, name: &str) -> Result<Option<Value>, Failure> {
         check_name(name, "docker inspect")?;
         let op = Op::container(format!("docker inspect {name}"), name);
-        let r = self.cli(
-            run,
-            &["container".into(), "inspect".into(), name.into()],
-            self.timeout,
-            None,
-        )?;
+        let args = ["container".into(), "inspect".into(), name.into()];
+        let r = run.read(self.host_name(), |p| {
+            self.cli(run, p, &args, self.timeout, None)
+        })?;
         if !r.ok() {
             // An id prefix that several containers share is an error ("Multiple IDs found with
             // provided prefix"); docker tried the exact name first, so no container has that name.
@@ -773,8 +774,8 @@ impl Docker {
             "name": spec.name,
             "command": Command::Argv(self.argv(&spec.args.shown)).display(),
         });
-        let id = self.change(run, &spec.action(), details, || {
-            let created = self.cli_args(run, &spec.args, self.pull_timeout, None)?;
+        let id = self.change(run, &spec.action(), details, |p| {
+            let created = self.cli_args(run, p, &spec.args, self.pull_timeout, None)?;
             if !created.ok() {
                 return Err(self.failure(&op, &created));
             }
@@ -786,13 +787,14 @@ impl Docker {
                 .unwrap_or_default()
                 .trim()
                 .to_string();
-            let started = self.cli(run, &["start".into(), id.clone()], self.timeout, None)?;
+            let started = self.cli(run, p, &["start".into(), id.clone()], self.timeout, None)?;
             if started.ok() {
                 return Ok(id);
             }
             let mut f = self.failure(&op, &started);
             match self.cli(
                 run,
+                p,
                 &["rm".into(), "-f".into(), id.clone()],
                 self.timeout,
                 None,
@@ -828,7 +830,7 @@ impl Docker {
         let action = format!("docker {verb} {name}");
         let op = Op::container(action.clone(), name);
         let details = json!({"container": name, "grace": grace.map(|g| g.as_secs_f64())});
-        self.change(run, &action, details, || {
+        self.change(run, &action, details, |p| {
             let target = self
                 .target(run, name)?
                 .ok_or_else(|| self.not_found(&action, name))?;
@@ -838,7 +840,7 @@ impl Docker {
                 args.extend(["--time".into(), g.as_secs_f64().ceil().to_string()]);
             }
             args.push(target);
-            self.cli_ok(run, &args, &op).map(drop)
+            self.cli_ok(run, p, &args, &op).map(drop)
         })?;
         Ok(())
     }
@@ -856,7 +858,9 @@ impl Docker {
             LOG_LINES.to_string(),
             target,
         ];
-        match self.cli(run, &args, self.timeout, None) {
+        match run.read(self.host_name(), |p| {
+            self.cli(run, p, &args, self.timeout, None)
+        }) {
             Ok(r) if r.ok() => {
                 let text = format!("{}{}", r.out.stdout, r.out.stderr);
                 let lines: Vec<&str> = text.trim_end().lines().collect();
@@ -1005,7 +1009,7 @@ impl Docker {
 #[export_module]
 pub mod docker_api {
     use super::*;
-    use rhai::{EvalAltResult, NativeCallContext, INT};
+    use rhai::{EvalAltResult, NativeCallContext};
 
     type Res<T> = Result<T, Box<EvalAltResult>>;
 
@@ -1113,11 +1117,17 @@ pub mod docker_api {
         check_name(name, "docker rm")?;
         let action = format!("docker rm {name}");
         let op = Op::container(action.clone(), name);
-        d.change(&run, &action, json!({"container": name}), || {
+        d.change(&run, &action, json!({"container": name}), |p| {
             let Some(target) = d.target(&run, name)? else {
                 return Ok(());
             };
-            let r = d.cli(&run, &["rm".into(), "-f".into(), target], d.timeout, None)?;
+            let r = d.cli(
+                &run,
+                p,
+                &["rm".into(), "-f".into(), target],
+                d.timeout,
+                None,
+            )?;
             if r.ok() || r.says("no such container") {
                 Ok(())
             } else {
@@ -1191,7 +1201,7 @@ pub mod docker_api {
         }
         args.extend(["--format".into(), "{{json .}}".into()]);
         let op = Op::container("docker ps", d.host_name());
-        let r = d.cli_ok(&run, &args, &op)?;
+        let r = run.read(d.host_name(), |p| d.cli_ok(&run, p, &args, &op))?;
         let mut out = Array::new();
         for line in r.out.stdout.lines().filter(|l| !l.trim().is_empty()) {
             let v: Value = serde_json::from_str(line).map_err(|e| {
@@ -1311,7 +1321,8 @@ pub mod docker_api {
             .target(&run, name)?
             .ok_or_else(|| d.not_found(&what, name))?;
         args.push(target);
-        let r = d.cli_ok(&run, &args, &Op::container(what, name))?;
+        let op = Op::container(what, name);
+        let r = run.read(d.host_name(), |p| d.cli_ok(&run, p, &args, &op))?;
         Ok(format!("{}{}", r.out.stdout, r.out.stderr))
     }
 
@@ -1364,7 +1375,7 @@ pub mod docker_api {
         let check = o.bool("check", true)?;
         let action = format!("docker exec {name} `{shown}`");
         let op = Op::container(action.clone(), name);
-        let exec = || -> Result<Output, Failure> {
+        let exec = |p: &Permit| -> Result<Output, Failure> {
             let target = d
                 .target(&run, name)?
                 .ok_or_else(|| d.not_found(&action, name))?;
@@ -1373,7 +1384,7 @@ pub mod docker_api {
             for c in &cmd {
                 args.push(c.clone());
             }
-            let r = d.cli_args(&run, &args, d.timeout, stdin.clone())?;
+            let r = d.cli_args(&run, p, &args, d.timeout, stdin.clone())?;
             // docker's own failures (no such container, not running, engine unreachable, no docker
             // command) are not the command's exit code: they throw even with `check: false`.
             if !r.ok() && d.exec_failed(&run, name, &action, &r)? {
@@ -1387,31 +1398,16 @@ pub mod docker_api {
             }
             Ok(r.out)
         };
-        let out = if o.bool("read_only", false)? {
-            run.check_cancel(d.host_name())?;
-            Some(exec()?)
+        let access = if o.bool("read_only", false)? {
+            Access::Read
         } else {
-            d.change(
-                &run,
-                &action,
-                json!({"container": name, "command": shown}),
-                exec,
-            )?
-        };
-        let mut m = Map::new();
-        let out = out.unwrap_or_else(|| {
-            m.insert("dry_run".into(), true.into());
-            Output {
-                code: 0,
-                signal: None,
-                stdout: String::new(),
-                stderr: String::new(),
+            Access::Change {
+                action: &action,
+                details: json!({"container": name, "command": shown}),
             }
-        });
-        m.insert("code".into(), (out.code as INT).into());
-        m.insert("stdout".into(), out.stdout.into());
-        m.insert("stderr".into(), out.stderr.into());
-        Ok(m)
+        };
+        let out = run.gate(d.host_name(), access, exec)?;
+        Ok(out.map_or_else(Output::skipped, |out| out.to_map()))
     }
 
     /// Pull an image from its registry. An effect; fails with `kind` `image_missing` when no
@@ -1430,9 +1426,10 @@ pub mod docker_api {
             target: image.to_string(),
             image: Some(image.to_string()),
         };
-        d.change(&run, &action, json!({"image": image}), || {
+        d.change(&run, &action, json!({"image": image}), |p| {
             let r = d.cli(
                 &run,
+                p,
                 &["pull".into(), "--quiet".into(), image.into()],
                 d.pull_timeout,
                 None,
@@ -1455,18 +1452,14 @@ pub mod docker_api {
     pub fn image_exists(ctx: NativeCallContext, d: &mut Docker, image: &str) -> Res<bool> {
         let run = Run::of(&ctx);
         check_image(image, "docker image inspect")?;
-        let r = d.cli(
-            &run,
-            &[
-                "image".into(),
-                "inspect".into(),
-                "--format".into(),
-                "{{.Id}}".into(),
-                image.into(),
-            ],
-            d.timeout,
-            None,
-        )?;
+        let args = [
+            "image".into(),
+            "inspect".into(),
+            "--format".into(),
+            "{{.Id}}".into(),
+            image.into(),
+        ];
+        let r = run.read(d.host_name(), |p| d.cli(&run, p, &args, d.timeout, None))?;
         if r.ok() {
             Ok(true)
         } else if r.says("no such image") {

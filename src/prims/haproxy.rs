@@ -32,6 +32,7 @@ use rhai::{Array, Dynamic, Map, INT};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use crate::effect::{Access, Permit};
 use crate::error::{fmt_secs, Failure, Kind};
 use crate::opts::{seconds, Opts};
 use crate::run::Run;
@@ -835,7 +836,7 @@ impl Haproxy {
     }
 
     /// Send one command to one endpoint and return the raw answer (timeout and Ctrl-C applied).
-    fn ask(&self, run: &Run, ep: &Endpoint, command: &str) -> Result<String, Failure> {
+    fn ask(&self, run: &Run, _: &Permit, ep: &Endpoint, command: &str) -> Result<String, Failure> {
         let line = match &ep.prefix {
             Some(p) => format!("{p} {command}"),
             None => command.to_string(),
@@ -849,11 +850,11 @@ impl Haproxy {
     }
 
     /// `ask`, except the master CLI's `reload`, which is confirmed with `show proc`.
-    fn exec(&self, run: &Run, ep: &Endpoint, command: &str) -> Result<String, Failure> {
+    fn exec(&self, run: &Run, p: &Permit, ep: &Endpoint, command: &str) -> Result<String, Failure> {
         if self.0.master && ep.prefix.is_none() && is_reload(command) {
-            self.reload(run, ep, command)
+            self.reload(run, p, ep, command)
         } else {
-            self.ask(run, ep, command)
+            self.ask(run, p, ep, command)
         }
     }
 
@@ -864,13 +865,13 @@ impl Haproxy {
 
     /// Where commands go: every socket, or on master CLIs every worker behind them, the old
     /// workers of a reload included (they still send their sessions to the backends).
-    fn endpoints(&self, run: &Run) -> Result<Vec<Endpoint<'_>>, Failure> {
+    fn endpoints(&self, run: &Run, p: &Permit) -> Result<Vec<Endpoint<'_>>, Failure> {
         if !self.0.master {
             return Ok(self.direct());
         }
         let mut eps = Vec::new();
         for socket in &self.0.sockets {
-            eps.extend(self.worker_endpoints(run, socket)?);
+            eps.extend(self.worker_endpoints(run, p, socket)?);
         }
         Ok(eps)
     }
@@ -880,10 +881,11 @@ impl Haproxy {
     fn worker_endpoints<'a>(
         &'a self,
         run: &Run,
+        p: &Permit,
         socket: &'a Socket,
     ) -> Result<Vec<Endpoint<'a>>, Failure> {
         let master = Endpoint::direct(socket);
-        let answer = self.ask(run, &master, "show proc")?;
+        let answer = self.ask(run, p, &master, "show proc")?;
         known_error(&master, "show proc", &answer)?;
         let pids = parse_workers(&answer);
         if !pids.iter().any(|(_, old)| !old) {
@@ -914,6 +916,7 @@ impl Haproxy {
     fn each(
         &self,
         run: &Run,
+        p: &Permit,
         eps: &[Endpoint],
         command: &str,
         change: bool,
@@ -924,7 +927,7 @@ impl Haproxy {
         let mut gone = Vec::new();
         for ep in eps {
             let r = self
-                .exec(run, ep, command)
+                .exec(run, p, ep, command)
                 .and_then(|answer| check(ep, command, &answer).map(|()| answer));
             match r {
                 // An old worker that exits (its last session ended) between `show proc` and this
@@ -978,21 +981,42 @@ impl Haproxy {
 
     /// A read-only command on every endpoint: (endpoint label, answer) for each.
     fn read(&self, run: &Run, command: &str) -> Result<Vec<(String, String)>, Failure> {
-        run.check_cancel(&self.label())?;
-        self.each(run, &self.endpoints(run)?, command, false, &known_error)
+        run.read(&self.label(), |p| {
+            self.each(
+                run,
+                p,
+                &self.endpoints(run, p)?,
+                command,
+                false,
+                &known_error,
+            )
+        })
     }
 
     /// A `set` command on every endpoint (called inside the effect gate). Their answer is empty on
     /// success: anything else is HAProxy refusing.
-    fn write(&self, run: &Run, command: &str) -> Result<(), Failure> {
-        self.each(run, &self.endpoints(run)?, command, true, &empty_answer)?;
+    fn write(&self, run: &Run, p: &Permit, command: &str) -> Result<(), Failure> {
+        self.each(
+            run,
+            p,
+            &self.endpoints(run, p)?,
+            command,
+            true,
+            &empty_answer,
+        )?;
         Ok(())
     }
 
     /// The master CLI's `reload`. HAProxy 2.6's master re-executes itself and closes the
     /// connection without a word, so the outcome is read from `show proc`'s reload counters, and
     /// `reload` is never sent twice.
-    fn reload(&self, run: &Run, ep: &Endpoint, command: &str) -> Result<String, Failure> {
+    fn reload(
+        &self,
+        run: &Run,
+        p: &Permit,
+        ep: &Endpoint,
+        command: &str,
+    ) -> Result<String, Failure> {
         let label = ep.label();
         let counters = |answer: &str| {
             parse_reloads(answer).ok_or_else(|| {
@@ -1006,8 +1030,8 @@ impl Haproxy {
                 )
             })
         };
-        let (before, failed_before) = counters(&self.ask(run, ep, "show proc")?)?;
-        match self.ask(run, ep, command) {
+        let (before, failed_before) = counters(&self.ask(run, p, ep, "show proc")?)?;
+        match self.ask(run, p, ep, command) {
             // A version that answers `reload` (with its startup logs).
             Ok(answer) => return Ok(answer),
             Err(e) if e.kind == Kind::UnknownOutcome => {}
@@ -1016,7 +1040,7 @@ impl Haproxy {
         let deadline = std::time::Instant::now() + self.0.timeout;
         let mut last = format!("{before} reload(s)");
         loop {
-            match self.ask(run, ep, "show proc").and_then(|a| counters(&a)) {
+            match self.ask(run, p, ep, "show proc").and_then(|a| counters(&a)) {
                 Ok((reloads, failed)) if reloads > before => {
                     if failed > failed_before {
                         return Err(Failure::new(
@@ -1104,7 +1128,7 @@ impl Haproxy {
             &label,
             &command,
             json!({"sockets": self.sockets(), "server": server, "weight": weight}),
-            || self.write(run, &command),
+            |p| self.write(run, p, &command),
         )?;
         Ok(())
     }
@@ -1124,7 +1148,7 @@ impl Haproxy {
             &label,
             &command,
             json!({"sockets": self.sockets(), "server": server, "state": state}),
-            || self.write(run, &command),
+            |p| self.write(run, p, &command),
         )?;
         Ok(())
     }
@@ -1303,7 +1327,7 @@ impl Haproxy {
                 format!("{label}: cmd: `{c}` is not for scripts: runner keeps the connection in interactive mode itself"),
             ));
         }
-        let go = || -> Result<String, Failure> {
+        let go = |p: &Permit| -> Result<String, Failure> {
             let direct = self.direct();
             // Resolved once (on a master CLI, one `show proc`), again after a reload.
             let mut workers: Option<Vec<Endpoint>> = None;
@@ -1316,10 +1340,10 @@ impl Haproxy {
                 } else {
                     match &mut workers {
                         Some(w) => w,
-                        none => none.insert(self.endpoints(run)?),
+                        none => none.insert(self.endpoints(run, p)?),
                     }
                 };
-                out.extend(self.each(run, eps, c, !read_only(c), &known_error)?);
+                out.extend(self.each(run, p, eps, c, !read_only(c), &known_error)?);
                 if is_reload(c) {
                     workers = None;
                 }
@@ -1340,19 +1364,16 @@ impl Haproxy {
             }
             Ok(text)
         };
-        if commands.iter().all(|c| read_only(c)) {
-            run.check_cancel(&label)?;
-            go()
+        let action = format!("run `{line}`");
+        let access = if commands.iter().all(|c| read_only(c)) {
+            Access::Read
         } else {
-            Ok(run
-                .effect(
-                    &label,
-                    &format!("run `{line}`"),
-                    json!({"sockets": self.sockets(), "command": line}),
-                    go,
-                )?
-                .unwrap_or_default())
-        }
+            Access::Change {
+                action: &action,
+                details: json!({"sockets": self.sockets(), "command": line}),
+            }
+        };
+        Ok(run.gate(&label, access, go)?.unwrap_or_default())
     }
 }
 

@@ -10,6 +10,7 @@ use rhai::plugin::*;
 use rhai::{Dynamic, INT};
 use serde_json::json;
 
+use crate::effect::Permit;
 use crate::error::{Failure, Kind};
 use crate::opts::seconds;
 use crate::prims::host::{Command, Host, Input, RunOpts, Sink};
@@ -114,8 +115,9 @@ enum KillError {
     Failed(Failure),
 }
 
-/// The processes of one host. The four probes at the top are the only code that differs between this
-/// machine and a remote one; every operation below is written once on top of them.
+/// The processes of one host. Files are read through the host; the two probes at the top (the process
+/// list and signals) are the only code here that differs between this machine and a remote one;
+/// every operation below is written once on top of them.
 struct Procs<'a> {
     run: &'a Run,
     host: &'a Host,
@@ -131,61 +133,20 @@ impl<'a> Procs<'a> {
     }
 
     /// A read-only command on the remote host; its exit code is the caller's to judge.
-    fn remote(&self, cmd: Command) -> Result<(INT, String, String), Failure> {
+    fn remote(&self, p: &Permit, cmd: Command) -> Result<(INT, String, String), Failure> {
         let o = RunOpts {
             timeout: Some(REMOTE_TIMEOUT),
             ..RunOpts::probe()
         };
         let out = self
             .host
-            .exec(self.run, &cmd, &o, Input::Null, Sink::Capture)?;
+            .exec(self.run, p, &cmd, &o, Input::Null, Sink::Capture)?;
         Ok((out.code, out.stdout, out.stderr))
-    }
-
-    /// The content of the file at `path`, or None when it does not exist.
-    fn read_optional(&self, path: &str) -> Result<Option<String>, Failure> {
-        let host = self.name();
-        let cannot = |e: String| {
-            Failure::new(
-                Kind::Io,
-                host,
-                format!("{host}: cannot read {path}: {}", e.trim()),
-            )
-        };
-        if self.host.is_local() {
-            self.run.check_cancel(host)?;
-            match std::fs::read_to_string(path) {
-                Ok(s) => Ok(Some(s)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(cannot(e.to_string())),
-            }
-        } else {
-            match self.remote(Command::Argv(vec!["cat".into(), "--".into(), path.into()]))? {
-                (0, stdout, _) => Ok(Some(stdout)),
-                (_, _, stderr) if stderr.contains("No such file") => Ok(None),
-                (code, _, stderr) => {
-                    Err(cannot(format!("`cat` exited with code {code}: {stderr}")))
-                }
-            }
-        }
-    }
-
-    /// Whether `path` exists.
-    fn exists(&self, path: &str) -> Result<bool, Failure> {
-        if self.host.is_local() {
-            self.run.check_cancel(self.name())?;
-            Ok(std::path::Path::new(path).exists())
-        } else {
-            let (code, _, _) =
-                self.remote(Command::Argv(vec!["test".into(), "-e".into(), path.into()]))?;
-            Ok(code == 0)
-        }
     }
 
     /// Every process of the host, from `/proc/*/stat`.
     fn stats(&self) -> Result<Vec<Stat>, Failure> {
         let texts = if self.host.is_local() {
-            self.run.check_cancel(self.name())?;
             let dir = std::fs::read_dir("/proc").map_err(|e| {
                 Failure::new(
                     Kind::Io,
@@ -206,14 +167,14 @@ impl<'a> Procs<'a> {
                 .join("\n")
         } else {
             // `cat` complains about processes that exit while it runs; what it did read is valid.
-            self.remote(Command::Shell("cat /proc/[0-9]*/stat 2>/dev/null".into()))?
-                .1
+            let cat = Command::Shell("cat /proc/[0-9]*/stat 2>/dev/null".into());
+            self.run.read(self.name(), |p| self.remote(p, cat))?.1
         };
         Ok(texts.lines().filter_map(Stat::parse).collect())
     }
 
-    /// Send `sig` to `pid`, without the effect gate (the caller is inside it).
-    fn signal(&self, pid: i32, sig: Signal) -> Result<(), KillError> {
+    /// Send `sig` to `pid` (the caller is inside the effect gate).
+    fn signal(&self, p: &Permit, pid: i32, sig: Signal) -> Result<(), KillError> {
         if self.host.is_local() {
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(|e| match e {
                 Errno::ESRCH => KillError::NoSuchProcess,
@@ -224,7 +185,7 @@ impl<'a> Procs<'a> {
             // The shell's own `kill`: minimal images have no /bin/kill. Both words are validated
             // (a number and a signal name), so the line needs no quoting.
             let cmd = Command::Shell(format!("kill -s {} {pid}", signal_name(sig)));
-            match self.remote(cmd) {
+            match self.remote(p, cmd) {
                 Ok((0, _, _)) => Ok(()),
                 Ok((_, _, stderr)) if stderr.contains("No such process") => {
                     Err(KillError::NoSuchProcess)
@@ -253,7 +214,7 @@ impl<'a> Procs<'a> {
 
     fn read_pid(&self, path: &str) -> Result<i32, Failure> {
         let host = self.name();
-        let text = self.read_optional(path)?.ok_or_else(|| {
+        let text = self.host.read_optional(self.run, path)?.ok_or_else(|| {
             Failure::new(
                 Kind::NotFound,
                 host,
@@ -281,7 +242,8 @@ impl<'a> Procs<'a> {
     /// The process `pid`, if it exists and has not exited.
     fn stat(&self, pid: i32) -> Result<Option<Stat>, Failure> {
         Ok(self
-            .read_optional(&format!("/proc/{pid}/stat"))?
+            .host
+            .read_optional(self.run, &format!("/proc/{pid}/stat"))?
             .as_deref()
             .and_then(Stat::parse)
             .filter(Stat::running))
@@ -298,8 +260,8 @@ impl<'a> Procs<'a> {
             host,
             &format!("send {name} to pid {pid}"),
             json!({"pid": pid, "signal": name}),
-            || {
-                self.signal(pid, sig).map_err(|e| {
+            |p| {
+                self.signal(p, pid, sig).map_err(|e| {
                     let (kind, why) = match e {
                         KillError::Failed(f) => return f,
                         KillError::NoSuchProcess => (Kind::NotFound, "no such process".to_string()),
@@ -340,7 +302,7 @@ impl<'a> Procs<'a> {
         };
         self.run
             .poll(self.name(), &what, timeout, self.poll_interval(), || {
-                Ok(if self.exists(path)? == present {
+                Ok(if self.host.exists(self.run, path)? == present {
                     Ok(())
                 } else if present {
                     Err(format!("{path} does not exist"))

@@ -1,0 +1,183 @@
+//! The script functions of hosts: thin conversions of their arguments to calls of `Host`.
+
+use rhai::plugin::*;
+
+use super::{Command, Host, RunOpts, Transport};
+use crate::error::Failure;
+use crate::prims::ssh::SshTarget;
+use crate::run::Run;
+
+#[export_module]
+pub mod host_api {
+    use super::*;
+    use rhai::{Array, Dynamic, EvalAltResult, Map, NativeCallContext};
+
+    type Res<T> = Result<T, Box<EvalAltResult>>;
+
+    /// A handle on this machine, with the same methods as an SSH host.
+    ///
+    /// ```rhai
+    /// let l = local();
+    /// print(l.run("uname -r").stdout);
+    /// ```
+    pub fn local() -> Host {
+        Host::local()
+    }
+
+    /// A remote host over SSH: `"[user@]host[:port]"`. The connection (one multiplexed OpenSSH
+    /// master) opens on the first command and is shared by every command of the run; host keys are
+    /// checked strictly against your known_hosts.
+    ///
+    /// ```rhai
+    /// let h = ssh("root@10.0.0.5:2222");
+    /// h.run("docker ps");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn ssh(spec: &str) -> Res<Host> {
+        ssh_with(spec, Map::new())
+    }
+
+    /// `ssh` with options: `user`, `port`, `key` (private key file), `known_hosts` ("strict",
+    /// "accept-new" or "off"), `known_hosts_file`, `connect_timeout` (seconds, default 10), `jump`
+    /// (a jump host, or an array of them).
+    ///
+    /// ```rhai
+    /// let h = ssh("10.0.0.5", #{user: "deploy", port: 2222, key: "~/.ssh/deploy", known_hosts: "accept-new"});
+    /// ```
+    #[rhai_fn(name = "ssh", return_raw)]
+    pub fn ssh_with(spec: &str, options: Map) -> Res<Host> {
+        let target = SshTarget::with_options(spec, options)?;
+        Ok(Host::new(spec, Map::new(), Transport::Ssh(target)))
+    }
+
+    /// The host's inventory name (`"local"` for this machine, the address as given to `ssh`).
+    #[rhai_fn(get = "name", pure)]
+    pub fn get_name(h: &mut Host) -> String {
+        h.name().to_string()
+    }
+
+    /// The host's inventory variables.
+    #[rhai_fn(get = "vars", pure)]
+    pub fn get_vars(h: &mut Host) -> Map {
+        h.vars().clone()
+    }
+
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn to_string(h: &mut Host) -> String {
+        h.name().to_string()
+    }
+
+    /// Run a command: a string goes through the host's shell as you would type it, an array is
+    /// executed with each element as one argument (quoted safely on remote hosts). Returns
+    /// `#{code, stdout, stderr}`; a non-zero exit throws with the host, the command, the code and
+    /// the end of stderr.
+    ///
+    /// ```rhai
+    /// local().run("docker ps");
+    /// local().run(["rm", "-f", name]);
+    /// ```
+    #[rhai_fn(name = "run", return_raw)]
+    pub fn run(ctx: NativeCallContext, h: &mut Host, command: Dynamic) -> Res<Map> {
+        run_with(ctx, h, command, Map::new())
+    }
+
+    /// `run` with options: `check` (default true: throw on non-zero exit), `timeout` (seconds),
+    /// `stdin` (a string fed to the command), `env` (a map), `cwd`, `sudo` (run through `sudo -n`),
+    /// `read_only` (not an effect: runs under `--dry-run` and is not journaled). With `-v` the output
+    /// is shown live, each line prefixed with the host name.
+    ///
+    /// ```rhai
+    /// let r = local().run("grep -c x /etc/hosts", #{check: false, timeout: 10});
+    /// ```
+    #[rhai_fn(name = "run", return_raw)]
+    pub fn run_with(
+        ctx: NativeCallContext,
+        h: &mut Host,
+        command: Dynamic,
+        options: Map,
+    ) -> Res<Map> {
+        let run = Run::of(&ctx);
+        let cmd = Command::from_script(&command, h.name())?;
+        let o = RunOpts::parse(options, h.name())?;
+        Ok(h.run_command(&run, &cmd, &o)?)
+    }
+
+    /// Write `content` to `path` as a whole, atomically (temp file + rename; an existing file keeps
+    /// its mode). An effect.
+    ///
+    /// ```rhai
+    /// h.write_file("/data/www/index.html", "v2\n");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn write_file(ctx: NativeCallContext, h: &mut Host, path: &str, content: &str) -> Res<()> {
+        Ok(h.write_file(&Run::of(&ctx), path, content)?)
+    }
+
+    /// The content of the file at `path`.
+    #[rhai_fn(return_raw)]
+    pub fn read_file(ctx: NativeCallContext, h: &mut Host, path: &str) -> Res<String> {
+        Ok(h.read_file(&Run::of(&ctx), path)?)
+    }
+
+    /// Whether `path` exists.
+    #[rhai_fn(return_raw)]
+    pub fn exists(ctx: NativeCallContext, h: &mut Host, path: &str) -> Res<bool> {
+        Ok(h.exists(&Run::of(&ctx), path)?)
+    }
+
+    /// Copy the local file `local_path` to `remote_path` on the host, streamed (large files do not
+    /// go through memory) and written atomically. An effect.
+    ///
+    /// ```rhai
+    /// h.upload("build/nginx", "/usr/sbin/nginx.new");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn upload(
+        ctx: NativeCallContext,
+        h: &mut Host,
+        local_path: &str,
+        remote_path: &str,
+    ) -> Res<()> {
+        Ok(h.upload(&Run::of(&ctx), local_path, remote_path)?)
+    }
+
+    /// Copy `remote_path` on the host to the local file `local_path`, streamed and written
+    /// atomically. An effect: it writes a local file.
+    #[rhai_fn(return_raw)]
+    pub fn download(
+        ctx: NativeCallContext,
+        h: &mut Host,
+        remote_path: &str,
+        local_path: &str,
+    ) -> Res<()> {
+        Ok(h.download(&Run::of(&ctx), remote_path, local_path)?)
+    }
+
+    /// The hosts of an inventory group (or the one host of that name) from `-i FILE`, filtered by
+    /// `--limit`. Each is a host handle with `.name` and `.vars`.
+    ///
+    /// ```rhai
+    /// parallel(hosts("web"), 5, |h| h.run("uptime").stdout);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn hosts(ctx: NativeCallContext, group: &str) -> Res<Array> {
+        let run = Run::of(&ctx);
+        let inv = run.config.inventory.as_ref().ok_or_else(|| {
+            Failure::usage(
+                format!("hosts {group}"),
+                format!("hosts(\"{group}\"): no inventory; pass one with -i FILE"),
+            )
+        })?;
+        Ok(inv
+            .select(group, run.config.limit.as_deref())?
+            .into_iter()
+            .map(|e| Dynamic::from(Host::from(e)))
+            .collect())
+    }
+
+    /// Every host of the inventory, filtered by `--limit`.
+    #[rhai_fn(name = "hosts", return_raw)]
+    pub fn all_hosts(ctx: NativeCallContext) -> Res<Array> {
+        hosts(ctx, "all")
+    }
+}

@@ -1,0 +1,271 @@
+//! A command as a script gives it, its options and its result, and `Host::exec`, the one way a
+//! command runs on any host: under the gate's permit, the options' timeout and Ctrl-C.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rhai::{Array, Dynamic, Map};
+use serde_json::json;
+
+use super::exec::{exec_local, exec_ssh};
+use super::{Host, Transport};
+use crate::effect::{Access, Permit};
+use crate::error::{Failure, Kind};
+use crate::opts::Opts;
+use crate::run::Run;
+
+/// A command as the script gave it: a string for the shell, or an argument vector run directly.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+impl Command {
+    pub fn from_script(v: &Dynamic, host: &str) -> Result<Self, Failure> {
+        if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
+            if s.trim().is_empty() {
+                return Err(Failure::usage(
+                    host,
+                    format!("{host}: run: the command is empty"),
+                ));
+            }
+            return Ok(Command::Shell(s.to_string()));
+        }
+        if let Some(a) = v.read_lock::<Array>() {
+            let argv: Vec<String> = a.iter().map(|x| x.to_string()).collect();
+            if argv.is_empty() {
+                return Err(Failure::usage(
+                    host,
+                    format!("{host}: run: the command array is empty"),
+                ));
+            }
+            return Ok(Command::Argv(argv));
+        }
+        Err(Failure::usage(
+            host,
+            format!(
+                "{host}: run: the command must be a string or an array, not {}",
+                v.type_name()
+            ),
+        ))
+    }
+
+    /// The command as a user would type it in a shell (array arguments quoted).
+    pub fn display(&self) -> String {
+        match self {
+            Command::Shell(s) => s.clone(),
+            Command::Argv(a) => quote_all(a),
+        }
+    }
+}
+
+/// Arguments quoted for a POSIX shell.
+pub fn quote_all<S: AsRef<str>>(args: &[S]) -> String {
+    args.iter()
+        .map(|a| quote(a.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One argument quoted for a POSIX shell (a NUL byte, which no argument can hold, is dropped).
+pub fn quote(arg: &str) -> String {
+    let clean: String = arg.chars().filter(|c| *c != '\0').collect();
+    shlex::try_quote(&clean)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| format!("'{}'", clean.replace('\'', "'\\''")))
+}
+
+/// The options of `run`.
+#[derive(Default)]
+pub struct RunOpts {
+    pub check: bool,
+    pub timeout: Option<Duration>,
+    pub stdin: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub sudo: bool,
+    pub read_only: bool,
+    /// Show the output live under `-v`: a user's command, not runner's own probes (whose output,
+    /// e.g. `docker inspect` JSON with environment values, is nobody's business on a terminal).
+    pub stream: bool,
+}
+
+impl RunOpts {
+    pub fn parse(opts: Map, host: &str) -> Result<Self, Failure> {
+        let o = Opts::new(
+            opts,
+            &[
+                "check",
+                "timeout",
+                "stdin",
+                "env",
+                "cwd",
+                "sudo",
+                "read_only",
+            ],
+            host,
+        )?;
+        Ok(RunOpts {
+            check: o.bool("check", true)?,
+            timeout: o.secs("timeout")?,
+            stdin: o.string("stdin")?,
+            env: o.string_map("env")?,
+            cwd: o.string("cwd")?,
+            sudo: o.bool("sudo", false)?,
+            read_only: o.bool("read_only", false)?,
+            stream: true,
+        })
+    }
+
+    /// Options for an internal, read-only command whose exit code the caller interprets.
+    pub fn probe() -> Self {
+        RunOpts {
+            read_only: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// The "signal number" of a remote command killed by a signal SSH did not name.
+pub(super) const UNKNOWN_SIGNAL: i32 = 0;
+
+/// What a finished command returned.
+pub struct Output {
+    pub code: i64,
+    /// The signal that killed it, if any (`UNKNOWN_SIGNAL` when SSH did not say which).
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// `#{code, stdout, stderr}` as scripts see it.
+    pub fn to_map(&self) -> Map {
+        let mut m = Map::new();
+        m.insert("code".into(), self.code.into());
+        m.insert("stdout".into(), self.stdout.clone().into());
+        m.insert("stderr".into(), self.stderr.clone().into());
+        m
+    }
+
+    /// What a command skipped by `--dry-run` returns: code 0, no output, and `dry_run: true`.
+    pub fn skipped() -> Map {
+        let mut m = Output {
+            code: 0,
+            signal: None,
+            stdout: String::new(),
+            stderr: String::new(),
+        }
+        .to_map();
+        m.insert("dry_run".into(), true.into());
+        m
+    }
+}
+
+/// Where a command's standard input comes from.
+pub enum Input {
+    Null,
+    Text(String),
+    /// Streamed from a local file (uploads: nothing large goes through memory).
+    File(PathBuf),
+}
+
+/// Where a command's standard output goes.
+pub enum Sink {
+    Capture,
+    /// Streamed into a local file (downloads).
+    File(PathBuf),
+}
+
+/// The last lines of a command's error output, for a message.
+pub(super) fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.trim_end().lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Host {
+    /// Run a command and check its exit code (unless `check: false`); an effect unless `read_only`.
+    pub fn run_command(&self, run: &Run, cmd: &Command, o: &RunOpts) -> Result<Map, Failure> {
+        let host = self.name();
+        let shown = cmd.display();
+        let action = format!("run `{shown}`");
+        let access = if o.read_only {
+            Access::Read
+        } else {
+            Access::Change {
+                action: &action,
+                details: json!({"command": shown}),
+            }
+        };
+        let out = run.gate(host, access, |p| {
+            let input = o.stdin.clone().map(Input::Text).unwrap_or(Input::Null);
+            let out = self.exec(run, p, cmd, o, input, Sink::Capture)?;
+            if o.check {
+                check_exit(host, &shown, &out)?;
+            }
+            Ok(out)
+        })?;
+        Ok(out.map_or_else(Output::skipped, |out| out.to_map()))
+    }
+
+    /// Run `cmd` on the host with the given input and output, under the options' timeout and Ctrl-C.
+    pub fn exec(
+        &self,
+        run: &Run,
+        _: &Permit,
+        cmd: &Command,
+        o: &RunOpts,
+        input: Input,
+        sink: Sink,
+    ) -> Result<Output, Failure> {
+        let host = self.name();
+        let what = format!("`{}`", cmd.display());
+        run.block_on(host, &what, o.timeout, async {
+            match self.transport() {
+                Transport::Local => exec_local(run, host, cmd, o, &input, &sink).await,
+                Transport::Ssh(target) => exec_ssh(run, host, target, cmd, o, &input, &sink).await,
+            }
+        })
+    }
+}
+
+/// A non-zero exit, a signal, or a command that was not found, as a failure naming host and command.
+pub fn check_exit(host: &str, shown: &str, out: &Output) -> Result<(), Failure> {
+    let stderr = tail(&out.stderr, 5);
+    let detail = if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(":\n{stderr}")
+    };
+    match out.signal {
+        Some(UNKNOWN_SIGNAL) => {
+            return Err(Failure::new(
+                Kind::Signal,
+                host,
+                format!("{host}: `{shown}` was killed by a signal{detail}"),
+            ))
+        }
+        Some(sig) => {
+            return Err(Failure::new(
+                Kind::Signal,
+                host,
+                format!("{host}: `{shown}` was killed by signal {sig}{detail}"),
+            ))
+        }
+        None => {}
+    }
+    match out.code {
+        0 => Ok(()),
+        127 => Err(Failure::new(
+            Kind::NotFound,
+            host,
+            format!("{host}: `{shown}`: command not found (exit code 127){detail}"),
+        )),
+        code => Err(Failure::new(
+            Kind::Exit,
+            host,
+            format!("{host}: `{shown}` exited with code {code}{detail}"),
+        )),
+    }
+}

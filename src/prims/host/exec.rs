@@ -1,0 +1,395 @@
+//! Running a command on this machine (a child process in its own process group) or over SSH (a
+//! session of the host's multiplexed connection): feeding its input, collecting or streaming its
+//! output, and stopping it, children included, when it is abandoned (a timeout, Ctrl-C).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+use super::command::{quote, quote_all, Command, Input, Output, RunOpts, Sink, UNKNOWN_SIGNAL};
+use crate::error::{Failure, Kind};
+use crate::prims::ssh::SshTarget;
+use crate::run::Run;
+
+pub(super) async fn exec_local(
+    run: &Run,
+    host: &str,
+    cmd: &Command,
+    o: &RunOpts,
+    input: &Input,
+    sink: &Sink,
+) -> Result<Output, Failure> {
+    let mut argv: Vec<String> = match cmd {
+        Command::Shell(s) => vec!["sh".into(), "-c".into(), s.clone()],
+        Command::Argv(a) => a.clone(),
+    };
+    if o.sudo {
+        argv.splice(0..0, ["sudo".to_string(), "-n".into(), "--".into()]);
+    }
+    let mut c = tokio::process::Command::new(&argv[0]);
+    c.args(&argv[1..])
+        .stdin(if matches!(input, Input::Null) {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so that a timeout or Ctrl-C stops the command's children too.
+        .process_group(0)
+        .kill_on_drop(true);
+    for (k, v) in &o.env {
+        c.env(k, v);
+    }
+    if let Some(dir) = &o.cwd {
+        c.current_dir(dir);
+    }
+    let shown = cmd.display();
+    let mut child = match c.spawn() {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Output {
+                code: 127,
+                signal: None,
+                stdout: String::new(),
+                stderr: format!("{}: {e}", argv[0]),
+            })
+        }
+        Err(e) => {
+            return Err(Failure::new(
+                Kind::Exec,
+                host,
+                format!("{host}: cannot start `{shown}`: {e}"),
+            ))
+        }
+    };
+    let mut guard = StopOnDrop::new(StopTarget::Local(child.id()));
+    let (stdout, stderr) = drive(
+        run,
+        host,
+        Pipes {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().unwrap(),
+            stderr: child.stderr.take().unwrap(),
+            live: o.stream,
+            pid: None,
+        },
+        input,
+        sink,
+    )
+    .await?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| Failure::new(Kind::Exec, host, format!("{host}: `{shown}`: {e}")))?;
+    guard.disarm();
+    use std::os::unix::process::ExitStatusExt;
+    Ok(Output {
+        code: status.code().map(i64::from).unwrap_or(-1),
+        signal: status.signal(),
+        stdout,
+        stderr,
+    })
+}
+
+/// The command line the remote shell runs: options become shell syntax around the quoted command.
+fn remote_line(cmd: &Command, o: &RunOpts) -> String {
+    let mut line = match cmd {
+        Command::Shell(s) => s.clone(),
+        Command::Argv(a) => quote_all(a),
+    };
+    if o.sudo {
+        line = format!("sudo -n -- sh -c {}", quote(&line));
+    }
+    if let Some(dir) = &o.cwd {
+        line = format!("cd {} && {line}", quote(dir));
+    }
+    if !o.env.is_empty() {
+        let exports: Vec<String> = o
+            .env
+            .iter()
+            .map(|(k, v)| format!("export {}={};", k, quote(v)))
+            .collect();
+        line = format!("{} {line}", exports.join(" "));
+    }
+    line
+}
+
+pub(super) async fn exec_ssh(
+    run: &Run,
+    host: &str,
+    target: &SshTarget,
+    cmd: &Command,
+    o: &RunOpts,
+    input: &Input,
+    sink: &Sink,
+) -> Result<Output, Failure> {
+    // The login shell reports its pid first: sshd made it a session leader, so its process group
+    // is the whole command, which a timeout or Ctrl-C then stops (closing the channel does not).
+    let line = format!("echo {PID_MARK}$$ >&2; {}", remote_line(cmd, o));
+    let shown = cmd.display();
+    // A master that died since the last command (idle timeout, sshd restart) is reopened once; the
+    // command has not started when spawning fails, so trying again cannot run it twice.
+    let mut attempt = 0;
+    loop {
+        let conn = run.ssh.connect(host, target).await?;
+        // Holds a session slot for as long as the command runs.
+        let _slot = conn
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let mut c = conn.session.raw_command(&line);
+        c.stdin(if matches!(input, Input::Null) {
+            openssh::Stdio::null()
+        } else {
+            openssh::Stdio::piped()
+        })
+        .stdout(openssh::Stdio::piped())
+        .stderr(openssh::Stdio::piped());
+        let mut child = match c.spawn().await {
+            Ok(child) => child,
+            Err(e) if attempt == 0 => {
+                run.report
+                    .debug(&format!("{host}: reconnecting after: {e}"));
+                run.ssh.forget(target).await;
+                attempt += 1;
+                continue;
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    Kind::Connection,
+                    host,
+                    format!("{host}: cannot run `{shown}`: {e}"),
+                ))
+            }
+        };
+        let pid = std::sync::Mutex::new(None);
+        let mut guard = StopOnDrop::new(StopTarget::Remote(
+            conn.session.control_socket().to_path_buf(),
+            &pid,
+        ));
+        let (stdout, stderr) = drive(
+            run,
+            host,
+            Pipes {
+                stdin: child.stdin().take(),
+                stdout: child.stdout().take().unwrap(),
+                stderr: child.stderr().take().unwrap(),
+                live: o.stream,
+                pid: Some(&pid),
+            },
+            input,
+            sink,
+        )
+        .await?;
+        use std::os::unix::process::ExitStatusExt;
+        let (code, signal) = match child.wait().await {
+            Ok(status) => (status.code().map(i64::from).unwrap_or(-1), status.signal()),
+            // openssh reports exit code 127 as an error of its own, and a signal without its number.
+            Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                (127, None)
+            }
+            Err(openssh::Error::RemoteProcessTerminated) => (-1, Some(UNKNOWN_SIGNAL)),
+            Err(e) => {
+                return Err(Failure::new(
+                    Kind::Connection,
+                    host,
+                    format!("{host}: `{shown}`: the connection failed: {e}"),
+                ))
+            }
+        };
+        guard.disarm();
+        return Ok(Output {
+            code,
+            signal,
+            stdout,
+            stderr,
+        });
+    }
+}
+
+/// A running command's pipes; `pid` receives the remote shell's pid from its stderr.
+struct Pipes<'p, W, R1, R2> {
+    stdin: Option<W>,
+    stdout: R1,
+    stderr: R2,
+    pid: Option<&'p std::sync::Mutex<Option<u32>>>,
+    /// Show each line live under `-v`.
+    live: bool,
+}
+
+/// What the remote shell prints first on stderr, followed by its pid.
+const PID_MARK: &str = "runner-pid:";
+
+/// Stops a command that did not finish (its future was dropped: a timeout or Ctrl-C): TERM to its
+/// whole process group. Disarmed once the command has exited.
+struct StopOnDrop<'a> {
+    target: StopTarget<'a>,
+    armed: bool,
+}
+
+enum StopTarget<'a> {
+    /// The pid of a local child that leads its own process group.
+    Local(Option<u32>),
+    /// The control socket of the connection, and the pid of the remote session leader once known.
+    Remote(PathBuf, &'a std::sync::Mutex<Option<u32>>),
+}
+
+impl<'a> StopOnDrop<'a> {
+    fn new(target: StopTarget<'a>) -> Self {
+        StopOnDrop {
+            target,
+            armed: true,
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match &self.target {
+            StopTarget::Local(Some(pid)) => {
+                use nix::sys::signal::{killpg, Signal};
+                let _ = killpg(nix::unistd::Pid::from_raw(*pid as i32), Signal::SIGTERM);
+            }
+            StopTarget::Local(None) => {}
+            StopTarget::Remote(socket, pid) => {
+                if let Some(pid) = *pid.lock().unwrap() {
+                    // Through the same master: a new channel, no new connection.
+                    let _ = std::process::Command::new("ssh")
+                        .arg("-S")
+                        .arg(socket)
+                        .args([
+                            "-o",
+                            "BatchMode=yes",
+                            "runner-master",
+                            &format!("kill -s TERM -- -{pid} 2>/dev/null"),
+                        ])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+/// Feed the input, collect or stream the output, and with `-v` show each line live, prefixed with
+/// the host name.
+async fn drive<W, R1, R2>(
+    run: &Run,
+    host: &str,
+    pipes: Pipes<'_, W, R1, R2>,
+    input: &Input,
+    sink: &Sink,
+) -> Result<(String, String), Failure>
+where
+    W: AsyncWrite + Unpin + Send,
+    R1: AsyncRead + Unpin + Send,
+    R2: AsyncRead + Unpin + Send,
+{
+    let Pipes {
+        stdin,
+        stdout,
+        stderr,
+        pid,
+        live,
+    } = pipes;
+    let io = |what: &str, e: std::io::Error| {
+        Failure::new(Kind::Io, host, format!("{host}: {what}: {e}"))
+    };
+    let live = live && run.report.verbosity() > 0;
+    let feed = async {
+        if let Some(mut w) = stdin {
+            match input {
+                Input::Null => {}
+                // A command that does not read its input closes the pipe: not an error.
+                Input::Text(t) => {
+                    let _ = w.write_all(t.as_bytes()).await;
+                }
+                Input::File(p) => {
+                    let mut f = tokio::fs::File::open(p)
+                        .await
+                        .map_err(|e| io(&format!("cannot open {}", p.display()), e))?;
+                    tokio::io::copy(&mut f, &mut w)
+                        .await
+                        .map_err(|e| io(&format!("cannot send {}", p.display()), e))?;
+                }
+            }
+            let _ = w.shutdown().await;
+        }
+        Ok::<(), Failure>(())
+    };
+    let out = async {
+        match sink {
+            Sink::Capture => collect(stdout, live.then_some((run, host)), None)
+                .await
+                .map_err(|e| io("reading output", e)),
+            Sink::File(p) => {
+                let mut f = tokio::fs::File::create(p)
+                    .await
+                    .map_err(|e| io(&format!("cannot create {}", p.display()), e))?;
+                let mut r = stdout;
+                tokio::io::copy(&mut r, &mut f)
+                    .await
+                    .map_err(|e| io(&format!("cannot write {}", p.display()), e))?;
+                f.sync_all()
+                    .await
+                    .map_err(|e| io(&format!("cannot write {}", p.display()), e))?;
+                Ok(String::new())
+            }
+        }
+    };
+    let err = async {
+        collect(stderr, live.then_some((run, host)), pid)
+            .await
+            .map_err(|e| io("reading error output", e))
+    };
+    let (fed, out, err) = tokio::join!(feed, out, err);
+    fed?;
+    Ok((out?, err?))
+}
+
+/// Read a stream to the end as text, showing each line as it comes when `live` is set.
+/// With `pid`, the line that carries the remote shell's pid is taken out and its pid stored.
+async fn collect<R: AsyncRead + Unpin>(
+    r: R,
+    live: Option<(&Run, &str)>,
+    pid: Option<&std::sync::Mutex<Option<u32>>>,
+) -> std::io::Result<String> {
+    let mut reader = BufReader::new(r);
+    let mut all = Vec::new();
+    loop {
+        let start = all.len();
+        if reader.read_until(b'\n', &mut all).await? == 0 {
+            break;
+        }
+        if let Some(slot) = pid.filter(|p| p.lock().unwrap().is_none()) {
+            let line = String::from_utf8_lossy(&all[start..]);
+            if let Some(n) = line
+                .trim_end()
+                .strip_prefix(PID_MARK)
+                .and_then(|n| n.parse().ok())
+            {
+                *slot.lock().unwrap() = Some(n);
+                all.truncate(start);
+                continue;
+            }
+        }
+        if let Some((run, host)) = live {
+            let line = String::from_utf8_lossy(&all[start..]);
+            run.report
+                .debug(&format!("{host}: {}", line.trim_end_matches('\n')));
+        }
+    }
+    Ok(String::from_utf8_lossy(&all).into_owned())
+}
