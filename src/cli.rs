@@ -154,20 +154,18 @@ fn lib_path(mut libs: Vec<PathBuf>) -> Vec<PathBuf> {
     libs
 }
 
-fn toml_to_dynamic(v: toml::Value) -> Dynamic {
-    match v {
-        toml::Value::String(s) => s.into(),
-        toml::Value::Integer(i) => i.into(),
-        toml::Value::Float(f) => f.into(),
-        toml::Value::Boolean(b) => b.into(),
-        toml::Value::Datetime(d) => d.to_string().into(),
-        toml::Value::Array(a) => Dynamic::from_array(a.into_iter().map(toml_to_dynamic).collect()),
-        toml::Value::Table(t) => Dynamic::from_map(
-            t.into_iter()
-                .map(|(k, v)| (k.into(), toml_to_dynamic(v)))
-                .collect(),
-        ),
+/// A TOML value as a script value; a date or time becomes its text.
+fn toml_to_dynamic(mut v: toml::Value) -> Dynamic {
+    fn dates_as_text(v: &mut toml::Value) {
+        match v {
+            toml::Value::Datetime(d) => *v = toml::Value::String(d.to_string()),
+            toml::Value::Array(a) => a.iter_mut().for_each(dates_as_text),
+            toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| dates_as_text(v)),
+            _ => {}
+        }
     }
+    dates_as_text(&mut v);
+    rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
 }
 
 /// Parse the command line, run, and return the process exit code.

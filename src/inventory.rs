@@ -166,21 +166,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 }
 
 fn to_dynamic(v: &Value) -> Dynamic {
-    match v {
-        Value::Null => Dynamic::UNIT,
-        Value::Bool(b) => (*b).into(),
-        Value::Number(n) => n
-            .as_i64()
-            .map(Dynamic::from)
-            .unwrap_or_else(|| n.as_f64().unwrap_or(0.0).into()),
-        Value::String(s) => s.clone().into(),
-        Value::Array(a) => Dynamic::from_array(a.iter().map(to_dynamic).collect()),
-        Value::Object(o) => Dynamic::from_map(
-            o.iter()
-                .map(|(k, v)| (k.as_str().into(), to_dynamic(v)))
-                .collect(),
-        ),
-    }
+    rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
 }
 
 /// Split a map of settings into (connection options, variables). `rename` maps inventory-specific

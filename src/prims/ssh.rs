@@ -292,14 +292,7 @@ impl Pool {
     pub fn close_all(&self) {
         let sockets = std::mem::take(&mut *self.sockets.lock().unwrap());
         for sock in sockets {
-            let _ = std::process::Command::new("ssh")
-                .arg("-S")
-                .arg(&sock)
-                .args(["-O", "exit", "runner-master"])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
+            let _ = through_master(&sock, &["-O", "exit"]).status();
         }
         if let Some(dir) = self.control_dir.get() {
             let _ = std::fs::remove_dir_all(dir.path());
@@ -311,6 +304,22 @@ impl Drop for Pool {
     fn drop(&mut self) {
         self.close_all();
     }
+}
+
+/// `ssh -S SOCKET ARGS... runner-master`: an `ssh` that talks to a running master (a control
+/// command, or a command on a new channel of its connection), never opening a connection itself,
+/// with no terminal input and no output.
+pub fn through_master(socket: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new("ssh");
+    c.arg("-S")
+        .arg(socket)
+        .args(["-o", "BatchMode=yes"])
+        .args(args)
+        .arg("runner-master")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
 }
 
 /// A connection error, classified from what ssh said.

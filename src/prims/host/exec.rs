@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 
 use super::command::{quote, quote_all, Command, Input, Output, RunOpts, Sink, UNKNOWN_SIGNAL};
 use crate::error::{Failure, Kind};
-use crate::prims::ssh::SshTarget;
+use crate::prims::ssh::{through_master, SshTarget};
 use crate::run::Run;
 
 pub(super) async fn exec_local(
@@ -264,18 +264,8 @@ impl Drop for StopOnDrop<'_> {
             StopTarget::Remote(socket, pid) => {
                 if let Some(pid) = *pid.lock().unwrap() {
                     // Through the same master: a new channel, no new connection.
-                    let _ = std::process::Command::new("ssh")
-                        .arg("-S")
-                        .arg(socket)
-                        .args([
-                            "-o",
-                            "BatchMode=yes",
-                            "runner-master",
-                            &format!("kill -s TERM -- -{pid} 2>/dev/null"),
-                        ])
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
+                    let _ = through_master(socket, &[])
+                        .arg(format!("kill -s TERM -- -{pid} 2>/dev/null"))
                         .status();
                 }
             }
