@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use rhai::{ASTNode, Engine, Expr, Position, Stmt, AST};
 
+use crate::catalogue::{self, Origin};
 use crate::report::render_parse_error;
 use crate::resolver::{imports_of, Resolver};
 use crate::run::Run;
@@ -27,9 +28,9 @@ const KEYWORD_FUNCTIONS: &[&str] = &[
 pub fn unknown_functions(run: &Run, engine: &Engine, ast: &AST, source: &str) -> Vec<String> {
     // name -> the argument counts it accepts (None: any, e.g. a method whose arity is not known)
     let mut known: HashMap<String, HashSet<usize>> = HashMap::new();
-    for sig in engine.gen_fn_signatures(true) {
-        if let Some((name, arity)) = parse_signature(&sig) {
-            known.entry(name).or_default().insert(arity);
+    for f in catalogue::functions() {
+        if !f.getter && !matches!(f.origin, Origin::Stdlib(_)) {
+            known.entry(f.name.clone()).or_default().insert(f.arity());
         }
     }
     for f in ast.iter_functions() {
@@ -115,26 +116,4 @@ pub fn unknown_functions(run: &Run, engine: &Engine, ast: &AST, source: &str) ->
         true
     });
     errors
-}
-
-/// `name(a: int, b: ?) -> ()` -> ("name", 2); registered property getters and setters are skipped.
-fn parse_signature(sig: &str) -> Option<(String, usize)> {
-    let open = sig.find('(')?;
-    let name = sig[..open].trim();
-    if name.starts_with("get$") || name.starts_with("set$") {
-        return None;
-    }
-    let close = sig.rfind(')')?;
-    let params = sig[open + 1..close].trim();
-    let mut depth = 0;
-    let mut count = if params.is_empty() { 0 } else { 1 };
-    for c in params.chars() {
-        match c {
-            '<' | '(' | '[' => depth += 1,
-            '>' | ')' | ']' => depth -= 1,
-            ',' if depth == 0 => count += 1,
-            _ => {}
-        }
-    }
-    Some((name.to_string(), count))
 }

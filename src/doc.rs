@@ -1,38 +1,31 @@
 //! `runner doc`: every function a script can call, with its signature and doc comment, generated from
 //! the primitives' `///` comments and the standard library's script functions.
 
-use rhai::Engine;
-use serde_json::Value;
-
-use crate::error::Error;
+use crate::catalogue::{self, Function, Origin};
+use crate::error::{Error, Kind};
 use crate::resolver::STDLIB;
 
-/// One documented function.
-struct Entry {
-    signature: String,
-    doc: String,
-}
-
-/// The reference for `module` (a primitive domain or a stdlib module), or for everything.
+/// The reference for `module` (a primitive domain, a stdlib module, or `errors`), or for everything.
 pub fn render(module: Option<&str>, markdown: bool) -> Result<String, Error> {
-    let mut sections: Vec<(String, Vec<Entry>)> = Vec::new();
-    for (name, m) in crate::prims::modules() {
-        sections.push((name.to_string(), native_entries(m)));
+    let functions = catalogue::functions();
+    let mut sections: Vec<(String, Vec<&Function>)> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for (name, _) in crate::prims::modules() {
+        sections.push((name.to_string(), of(&functions, &Origin::Primitive(name))));
+        names.push(name.to_string());
     }
-    for (name, text) in STDLIB {
+    for (name, _) in STDLIB {
         sections.push((
             format!("{name} (standard library: import \"{name}\")"),
-            script_entries(name, text)?,
+            of(&functions, &Origin::Stdlib(name)),
         ));
+        names.push(name.to_string());
     }
+    names.push(ERRORS.into());
+    let errors = module.is_none_or(|m| m == ERRORS);
     if let Some(wanted) = module {
         sections.retain(|(n, _)| n.split(' ').next() == Some(wanted));
-        if sections.is_empty() {
-            let mut names: Vec<String> = crate::prims::modules()
-                .iter()
-                .map(|(n, _)| n.to_string())
-                .collect();
-            names.extend(STDLIB.iter().map(|(n, _)| n.to_string()));
+        if sections.is_empty() && wanted != ERRORS {
             names.sort();
             names.dedup();
             return Err(Error::Usage(format!(
@@ -48,169 +41,62 @@ pub fn render(module: Option<&str>, markdown: bool) -> Result<String, Error> {
     for (name, entries) in sections {
         if markdown {
             out.push_str(&format!("\n## {name}\n"));
-            for e in entries {
-                out.push_str(&format!("\n### `{}`\n\n{}\n", e.signature, e.doc));
+            for f in entries {
+                out.push_str(&format!("\n### `{}`\n\n{}\n", f.signature(), f.doc));
             }
         } else {
             out.push_str(&format!("{name}\n"));
-            for e in entries {
-                out.push_str(&format!("\n  {}\n", e.signature));
-                for line in e.doc.lines() {
-                    out.push_str(&format!("      {line}\n").replace("      \n", "\n"));
-                }
+            for f in entries {
+                out.push_str(&format!("\n  {}\n", f.signature()));
+                push_indented(&mut out, &f.doc);
             }
             out.push('\n');
         }
     }
+    if errors {
+        render_errors(&mut out, markdown);
+    }
     Ok(out)
 }
 
-/// Strip `///` and `/** */` markers from doc comments.
-fn doc_text(comments: &[String]) -> String {
-    comments
-        .iter()
-        .flat_map(|c| c.lines().map(str::to_string).collect::<Vec<_>>())
-        .map(|l| {
-            let t = l.trim_start();
-            t.strip_prefix("/// ")
-                .or_else(|| t.strip_prefix("///"))
-                .unwrap_or(t)
-                .to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// The name of the section that lists the error kinds.
+const ERRORS: &str = "errors";
+
+/// The functions of one origin, sorted: Rhai keeps functions in hash tables, and the reference must
+/// be the same every time.
+fn of<'a>(functions: &'a [Function], origin: &Origin) -> Vec<&'a Function> {
+    let mut v: Vec<&Function> = functions.iter().filter(|f| &f.origin == origin).collect();
+    v.sort_by_cached_key(|f| f.signature());
+    v
 }
 
-fn native_entries(module: rhai::Module) -> Vec<Entry> {
-    let mut engine = Engine::new_raw();
-    crate::prims::register_types(&mut engine);
-    engine.register_global_module(module.into());
-    let json = engine.gen_fn_metadata_to_json(false).unwrap_or_default();
-    let meta: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
-    let mut entries = Vec::new();
-    for f in meta["functions"].as_array().into_iter().flatten() {
-        let name = f["name"].as_str().unwrap_or_default();
-        let comments: Vec<String> = f["docComments"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.as_str().map(str::to_string))
-            .collect();
-        if comments.is_empty() {
-            continue; // to_string and friends
+/// Every `e.kind` a primitive throws, with what it means.
+fn render_errors(out: &mut String, markdown: bool) {
+    let intro = "Every failing operation throws a map `#{kind, target, message}`; scripts branch\n\
+                 on `e.kind`. The standard library's own kinds are listed with its functions.\n\
+                 `is_interruption(e)` is true for `interrupted` and `deadline`: a `catch` that\n\
+                 treats errors as a failed attempt throws those on.";
+    if markdown {
+        out.push_str(&format!(
+            "\n## {ERRORS} (e.kind)\n\n{}\n\n",
+            intro.replace('\n', " ")
+        ));
+        for k in Kind::ALL {
+            out.push_str(&format!("- `{}`: {}\n", k.as_str(), k.doc()));
         }
-        let signature = match name.strip_prefix("get$") {
-            Some(prop) => {
-                let ty = f["params"][0]["type"]
-                    .as_str()
-                    .unwrap_or("value")
-                    .trim_start_matches("&mut ");
-                let var = HANDLES
-                    .iter()
-                    .find(|(t, _)| *t == ty)
-                    .map_or("value", |(_, v)| *v);
-                format!(
-                    "{var}.{prop} -> {}",
-                    script_types(f["returnType"].as_str().unwrap_or("?"))
-                )
-            }
-            None => method_signature(name, f)
-                .unwrap_or_else(|| script_types(f["signature"].as_str().unwrap_or(name))),
-        };
-        entries.push(Entry {
-            signature,
-            doc: doc_text(&comments),
-        });
-    }
-    entries.sort_by(|a, b| a.signature.cmp(&b.signature));
-    entries
-}
-
-fn script_entries(module: &str, text: &str) -> Result<Vec<Entry>, Error> {
-    let mut engine = Engine::new_raw();
-    engine.set_max_expr_depths(256, 256);
-    let ast = engine.compile(text).map_err(|e| {
-        Error::Compile(format!(
-            "the embedded module {module} does not compile: {e}"
-        ))
-    })?;
-    let mut entries: Vec<Entry> = ast
-        .iter_functions()
-        .filter(|f| f.access != rhai::FnAccess::Private && !f.name.starts_with("anon$"))
-        .map(|f| Entry {
-            signature: format!("{module}::{}({})", f.name, f.params.join(", ")),
-            doc: doc_text(&f.comments.iter().map(|c| c.to_string()).collect::<Vec<_>>()),
-        })
-        .collect();
-    // Rhai keeps functions in a hash table: sort, so that the reference is the same every time.
-    entries.sort_by(|a, b| a.signature.cmp(&b.signature));
-    Ok(entries)
-}
-
-/// The variable name a handle type goes by in the docs, as in API.md.
-const HANDLES: &[(&str, &str)] = &[("Host", "h"), ("Haproxy", "lb"), ("Docker", "d")];
-
-/// A method on a handle as scripts call it: `lb.weight(server: string) -> int`.
-fn method_signature(name: &str, f: &Value) -> Option<String> {
-    let params = f["params"].as_array()?;
-    let first = params.first()?["type"]
-        .as_str()?
-        .trim_start_matches("&mut ");
-    let (_, var) = HANDLES.iter().find(|(ty, _)| *ty == first)?;
-    let rest: Vec<String> = params[1..]
-        .iter()
-        .map(|p| {
-            format!(
-                "{}: {}",
-                p["name"].as_str().unwrap_or("_"),
-                p["type"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
-    let ret = match f["returnType"].as_str() {
-        Some(r) if r != "()" => format!(" -> {r}"),
-        _ => String::new(),
-    };
-    Some(script_types(&format!(
-        "{var}.{name}({}){ret}",
-        rest.join(", ")
-    )))
-}
-
-/// Rust type names in a signature, as a script writer knows them: `Res<bool>` is `bool`, `&str` is
-/// `string`, `i64` is `int`, `Dynamic` is `?`.
-fn script_types(sig: &str) -> String {
-    let mut s = sig.to_string();
-    while let Some(i) = s.find("Res<") {
-        // Res<T> -> T, with nested generics balanced.
-        let mut depth = 0;
-        let mut end = i + 4;
-        for (j, c) in s[i + 4..].char_indices() {
-            match c {
-                '<' => depth += 1,
-                '>' if depth == 0 => {
-                    end = i + 4 + j;
-                    break;
-                }
-                '>' => depth -= 1,
-                _ => {}
-            }
+    } else {
+        out.push_str(&format!("{ERRORS} (e.kind)\n\n"));
+        push_indented(out, intro);
+        out.push('\n');
+        for k in Kind::ALL {
+            out.push_str(&format!("  {:<20}{}\n", k.as_str(), k.doc()));
         }
-        s = format!("{}{}{}", &s[..i], &s[i + 4..end], &s[end + 1..]);
+        out.push('\n');
     }
-    for (rust, script) in [
-        ("&mut ", ""),
-        ("&str", "string"),
-        ("ImmutableString", "string"),
-        ("String", "string"),
-        ("i64", "int"),
-        ("f64", "float"),
-        ("Dynamic", "?"),
-        ("FnPtr", "Fn"),
-        ("Array", "array"),
-        ("Map", "map"),
-    ] {
-        s = s.replace(rust, script);
+}
+
+fn push_indented(out: &mut String, text: &str) {
+    for line in text.lines() {
+        out.push_str(&format!("      {line}\n").replace("      \n", "\n"));
     }
-    s.replace(" -> ()", "")
 }

@@ -8,6 +8,7 @@
 // from another thread (parallel) in the context it was created in.
 #![allow(deprecated)]
 
+pub mod catalogue;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -265,7 +265,20 @@ fn doc_lists_every_function_with_its_doc_comment() {
         .args(&["doc", "nosuch"])
         .run()
         .code(2)
-        .stderr_has("modules: docker, flow, haproxy, host, http, nginx, process, rolling");
+        .stderr_has("modules: docker, errors, flow, haproxy, host, http, nginx, process, rolling");
+}
+
+#[test]
+fn doc_errors_lists_every_kind_a_script_can_branch_on() {
+    Test::new()
+        .args(&["doc", "errors"])
+        .run()
+        .success()
+        .stdout_has("errors (e.kind)")
+        .stdout_has("  timeout ")
+        .stdout_has("  no_such_server ")
+        .stdout_has("  image_missing ")
+        .stdout_has("is_interruption(e)");
 }
 
 #[test]

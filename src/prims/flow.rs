@@ -380,6 +380,26 @@ pub mod flow_api {
         Run::of(&ctx).report.warn(message);
     }
 
+    /// Whether the caught error `e` is an interruption: the run was interrupted (`kind`
+    /// "interrupted": Ctrl-C), or the wait around the operation ran out of time (`kind` "deadline").
+    /// A `catch` that treats errors as a failed attempt must throw these on, or Ctrl-C and the
+    /// wait's own timeout would be swallowed.
+    ///
+    /// ```rhai
+    /// wait_until(30, || try { http_get(url).status == 200 } catch (e) { if is_interruption(e) { throw e } false });
+    /// ```
+    pub fn is_interruption(e: Dynamic) -> bool {
+        let kind = match e.read_lock::<rhai::Map>() {
+            Some(m) => m.get("kind").map(|k| k.to_string()),
+            None => e
+                .read_lock::<rhai::ImmutableString>()
+                .map(|s| s.to_string()),
+        };
+        kind.as_deref()
+            .and_then(crate::error::Kind::parse)
+            .is_some_and(crate::error::Kind::is_interruption)
+    }
+
     /// Stop the script with an error (`kind` "fail"), catchable with `try`/`catch`.
     #[rhai_fn(return_raw)]
     pub fn fail(message: &str) -> Res<()> {

@@ -1,0 +1,298 @@
+//! The catalogue of every function a script can call, read from rhai's own metadata: runner's
+//! primitives (with the `///` comments of their `#[export_module]`s), the standard library's script
+//! functions, and Rhai's built-in functions. `runner doc` prints runner's part; `runner check` checks
+//! calls against all of it.
+
+use serde::Deserialize;
+
+use crate::resolver::STDLIB;
+
+/// Where a function comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A primitive of runner's, from the domain module of that name (`haproxy`, `host`, ...).
+    Primitive(&'static str),
+    /// A public function of the embedded standard library module of that name, called as
+    /// `alias::name(...)` after `import "name" as alias`.
+    Stdlib(&'static str),
+    /// A function of Rhai's own packages (`len`, `split`, `contains`, ...).
+    Builtin,
+}
+
+/// One function.
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub origin: Origin,
+    pub name: String,
+    /// Every parameter, the receiver of a method first: (name, type as scripts know it).
+    pub params: Vec<(String, String)>,
+    /// The type it returns, as scripts know it (`()` for none).
+    pub returns: String,
+    /// Its doc comment, without the comment markers.
+    pub doc: String,
+    /// A property getter (`h.name`) rather than a function.
+    pub getter: bool,
+}
+
+/// What rhai's metadata says of one function (`Engine::gen_fn_metadata_to_json`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    name: String,
+    #[serde(default)]
+    access: String,
+    #[serde(default)]
+    is_anonymous: bool,
+    num_params: usize,
+    #[serde(default)]
+    params: Vec<MetaParam>,
+    #[serde(default)]
+    return_type: String,
+    #[serde(default)]
+    doc_comments: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct MetaParam {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    ty: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    #[serde(default)]
+    functions: Vec<Meta>,
+}
+
+/// The variable name a handle type goes by in the docs, as in API.md.
+pub const HANDLES: &[(&str, &str)] = &[("Host", "h"), ("Haproxy", "lb"), ("Docker", "d")];
+
+impl Function {
+    fn from_meta(origin: Origin, m: Meta) -> Function {
+        let mut params: Vec<(String, String)> = m
+            .params
+            .into_iter()
+            .map(|p| {
+                (
+                    p.name.unwrap_or_else(|| "_".into()),
+                    script_types(p.ty.as_deref().unwrap_or("?")),
+                )
+            })
+            .collect();
+        // Script functions and some built-ins carry no parameter list, only a count.
+        while params.len() < m.num_params {
+            params.push((format!("arg{}", params.len() + 1), "?".into()));
+        }
+        let (getter, name) = match m.name.strip_prefix("get$") {
+            Some(prop) => (true, prop.to_string()),
+            None => (false, m.name),
+        };
+        Function {
+            origin,
+            name,
+            params,
+            returns: script_types(if m.return_type.is_empty() {
+                "()"
+            } else {
+                &m.return_type
+            }),
+            doc: doc_text(&m.doc_comments),
+            getter,
+        }
+    }
+
+    /// How many arguments a call passes, the receiver of a method call included.
+    pub fn arity(&self) -> usize {
+        self.params.len()
+    }
+
+    /// The handle type this is a method of (its first parameter is a handle), if any.
+    pub fn receiver(&self) -> Option<&'static str> {
+        let first = self.params.first()?.1.as_str();
+        HANDLES.iter().find(|(t, _)| *t == first).map(|(t, _)| *t)
+    }
+
+    /// The signature as scripts call it: `lb.weight(server: string) -> int`, `h.name -> string`,
+    /// `rolling::upgrade(lb, backend, servers, opts, redeploy)`, `sleep(seconds: float)`.
+    pub fn signature(&self) -> String {
+        let ret = match (&self.origin, self.returns.as_str()) {
+            // Script functions declare no types.
+            (Origin::Stdlib(_), _) | (_, "()") => String::new(),
+            (_, r) => format!(" -> {r}"),
+        };
+        let list = |ps: &[(String, String)]| -> String {
+            ps.iter()
+                .map(|(n, t)| match (&self.origin, t.as_str()) {
+                    (Origin::Stdlib(_), "?") => n.clone(),
+                    _ => format!("{n}: {t}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let var = self
+            .receiver()
+            .and_then(|t| HANDLES.iter().find(|(h, _)| *h == t))
+            .map(|(_, v)| *v);
+        match (&self.origin, var) {
+            (Origin::Stdlib(m), _) => format!("{m}::{}({})", self.name, list(&self.params)),
+            (_, Some(v)) if self.getter => format!("{v}.{}{ret}", self.name),
+            (_, Some(v)) => format!("{v}.{}({}){ret}", self.name, list(&self.params[1..])),
+            _ => format!("{}({}){ret}", self.name, list(&self.params)),
+        }
+    }
+}
+
+/// Every function a script can call: runner's primitives, the standard library, Rhai's built-ins.
+pub fn functions() -> Vec<Function> {
+    let mut out = Vec::new();
+    for (name, module) in crate::prims::modules() {
+        let mut engine = rhai::Engine::new_raw();
+        crate::prims::register_types(&mut engine);
+        engine.register_global_module(module.into());
+        out.extend(
+            metadata(&engine, None)
+                .into_iter()
+                // to_string and friends have no doc comment: they are not part of the API.
+                .filter(|m| !m.doc_comments.is_empty())
+                .map(|m| Function::from_meta(Origin::Primitive(name), m)),
+        );
+    }
+    out.extend(stdlib_functions());
+    let mut builtin = rhai::Engine::new();
+    crate::prims::register_types(&mut builtin);
+    out.extend(
+        metadata(&builtin, None)
+            .into_iter()
+            .filter(|m| !m.name.starts_with("get$") && !m.name.starts_with("set$"))
+            .map(|m| Function::from_meta(Origin::Builtin, m)),
+    );
+    out
+}
+
+/// The public functions of the embedded standard library.
+pub fn stdlib_functions() -> Vec<Function> {
+    let mut engine = rhai::Engine::new_raw();
+    engine.set_max_expr_depths(256, 256);
+    let mut out = Vec::new();
+    for (name, text) in STDLIB {
+        // The embedded modules compile: a test runs `runner check` on each.
+        let Ok(ast) = engine.compile(text) else {
+            continue;
+        };
+        out.extend(
+            metadata(&engine, Some(&ast))
+                .into_iter()
+                .filter(|m| {
+                    m.access != "private" && !m.is_anonymous && !m.name.starts_with("anon$")
+                })
+                .map(|m| Function::from_meta(Origin::Stdlib(name), m)),
+        );
+    }
+    out
+}
+
+fn metadata(engine: &rhai::Engine, ast: Option<&rhai::AST>) -> Vec<Meta> {
+    let json = match ast {
+        Some(ast) => engine.gen_fn_metadata_with_ast_to_json(ast, false),
+        None => engine.gen_fn_metadata_to_json(true),
+    };
+    json.ok()
+        .and_then(|j| serde_json::from_str::<Metadata>(&j).ok())
+        .map(|m| m.functions)
+        .unwrap_or_default()
+}
+
+/// Strip `///` and `/** */` markers from doc comments.
+fn doc_text(comments: &[String]) -> String {
+    comments
+        .iter()
+        .flat_map(|c| c.lines().map(str::to_string).collect::<Vec<_>>())
+        .map(|l| {
+            let t = l.trim_start();
+            t.strip_prefix("/// ")
+                .or_else(|| t.strip_prefix("///"))
+                .unwrap_or(t)
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Rust type names as a script writer knows them: `Result<bool, ...>` is `bool`, `&str` is
+/// `string`, `i64` is `int`, `Dynamic` is `?`.
+fn script_types(ty: &str) -> String {
+    let mut s = ty.trim().to_string();
+    for wrapper in ["Res<", "RhaiResultOf<"] {
+        while let Some(i) = s.find(wrapper) {
+            // Res<T> -> T, with nested generics balanced.
+            let start = i + wrapper.len();
+            let mut depth = 0;
+            let mut end = s.len() - 1;
+            for (j, c) in s[start..].char_indices() {
+                match c {
+                    '<' => depth += 1,
+                    '>' if depth == 0 => {
+                        end = start + j;
+                        break;
+                    }
+                    '>' => depth -= 1,
+                    _ => {}
+                }
+            }
+            s = format!("{}{}{}", &s[..i], &s[start..end], &s[end + 1..]);
+        }
+    }
+    for (rust, script) in [
+        ("&mut ", ""),
+        ("&str", "string"),
+        ("ImmutableString", "string"),
+        ("String", "string"),
+        ("i64", "int"),
+        ("INT", "int"),
+        ("f64", "float"),
+        ("FLOAT", "float"),
+        ("Dynamic", "?"),
+        ("FnPtr", "Fn"),
+        ("Array", "array"),
+        ("Map", "map"),
+    ] {
+        s = s.replace(rust, script);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_types_read_as_script_types() {
+        assert_eq!(script_types("Res<bool>"), "bool");
+        assert_eq!(
+            script_types("Result<Vec<i64>, Box<EvalAltResult>>"),
+            "Result<Vec<int>, Box<EvalAltResult>>"
+        );
+        assert_eq!(script_types("&mut Haproxy"), "Haproxy");
+        assert_eq!(script_types("ImmutableString"), "string");
+    }
+
+    #[test]
+    fn the_catalogue_has_primitives_stdlib_and_builtins_with_arities() {
+        let all = functions();
+        let find = |origin: Origin, name: &str| {
+            all.iter()
+                .filter(|f| f.origin == origin && f.name == name)
+                .map(|f| f.arity())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(find(Origin::Primitive("haproxy"), "wait_drained"), [3]);
+        assert_eq!(find(Origin::Stdlib("rolling"), "upgrade"), [5]);
+        assert!(!find(Origin::Builtin, "len").is_empty());
+        let wd = all.iter().find(|f| f.name == "wait_drained").unwrap();
+        assert_eq!(
+            wd.signature(),
+            "lb.wait_drained(server: string, timeout: ?)"
+        );
+    }
+}
