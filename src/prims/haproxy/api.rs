@@ -4,7 +4,7 @@
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Map};
 
-use super::Haproxy;
+use super::handle::Haproxy;
 use crate::error::Failure;
 use crate::opts::seconds;
 use crate::run::Run;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::conn::Socket;
 use super::parse::{error_kind, is_reload, parse_reloads, parse_workers, read_only, words};
-use super::Haproxy;
 use crate::effect::Permit;
 use crate::error::{fmt_secs, Failure, Kind};
 use crate::run::Run;
@@ -42,7 +41,27 @@ impl<'a> Endpoint<'a> {
 /// How each endpoint's answer to a command is judged.
 pub(super) type Check<'c> = &'c dyn Fn(&Endpoint, &str, &str) -> Result<(), Failure>;
 
-impl Haproxy {
+/// The sockets of a handle, and how a command reaches them.
+pub(super) struct Sockets {
+    pub(super) list: Vec<Socket>,
+    /// The sockets are master CLIs: commands go to every worker with an `@!<pid>` prefix.
+    pub(super) master: bool,
+    /// Time one command may take, connecting included.
+    pub(super) timeout: Duration,
+}
+
+impl Sockets {
+    /// The sockets, as messages name them.
+    pub(super) fn label(&self) -> String {
+        let labels: Vec<&str> = self.list.iter().map(|s| s.label.as_str()).collect();
+        labels.join(", ")
+    }
+
+    /// The sockets as given.
+    pub(super) fn labels(&self) -> Vec<String> {
+        self.list.iter().map(|s| s.label.clone()).collect()
+    }
+
     /// Send one command to one endpoint and return the raw answer (timeout and Ctrl-C applied).
     pub(super) fn ask(
         &self,
@@ -58,7 +77,7 @@ impl Haproxy {
         run.block_on(
             &ep.label(),
             &format!("`{command}`"),
-            Some(self.0.timeout),
+            Some(self.timeout),
             ep.socket.send(&line, read_only(command)),
         )
     }
@@ -71,7 +90,7 @@ impl Haproxy {
         ep: &Endpoint,
         command: &str,
     ) -> Result<String, Failure> {
-        if self.0.master && ep.prefix.is_none() && is_reload(command) {
+        if self.master && ep.prefix.is_none() && is_reload(command) {
             self.reload(run, p, ep, command)
         } else {
             self.ask(run, p, ep, command)
@@ -80,17 +99,17 @@ impl Haproxy {
 
     /// The sockets themselves (on master CLIs: the masters).
     pub(super) fn direct(&self) -> Vec<Endpoint<'_>> {
-        self.0.sockets.iter().map(Endpoint::direct).collect()
+        self.list.iter().map(Endpoint::direct).collect()
     }
 
     /// Where commands go: every socket, or on master CLIs every worker behind them, the old
     /// workers of a reload included (they still send their sessions to the backends).
     pub(super) fn endpoints(&self, run: &Run, p: &Permit) -> Result<Vec<Endpoint<'_>>, Failure> {
-        if !self.0.master {
+        if !self.master {
             return Ok(self.direct());
         }
         let mut eps = Vec::new();
-        for socket in &self.0.sockets {
+        for socket in &self.list {
             eps.extend(self.worker_endpoints(run, p, socket)?);
         }
         Ok(eps)
@@ -257,7 +276,7 @@ impl Haproxy {
             Err(e) if e.kind == Kind::UnknownOutcome => {}
             Err(e) => return Err(e),
         }
-        let deadline = std::time::Instant::now() + self.0.timeout;
+        let deadline = std::time::Instant::now() + self.timeout;
         let mut last = format!("{before} reload(s)");
         loop {
             match self.ask(run, p, ep, "show proc").and_then(|a| counters(&a)) {
@@ -284,7 +303,7 @@ impl Haproxy {
                     &label,
                     format!(
                         "{label}: `{command}`: the master closed the connection without answering and `show proc` still shows no new reload after {} (last: {last}); it may or may not reload",
-                        fmt_secs(self.0.timeout.as_secs_f64())
+                        fmt_secs(self.timeout.as_secs_f64())
                     ),
                 ));
             }

@@ -2,7 +2,8 @@
 
 use rhai::plugin::*;
 
-use super::{Command, Host, RunOpts, Transport};
+use super::command::{Command, RunOpts};
+use super::handle::{Host, Transport};
 use crate::error::Failure;
 use crate::prims::ssh::SshTarget;
 use crate::run::Run;

@@ -1,18 +1,12 @@
-//! A command as a script gives it, its options and its result, and `Host::exec`, the one way a
-//! command runs on any host: under the gate's permit, the options' timeout and Ctrl-C.
+//! A command as a script gives it, its options, and its result.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use rhai::{Array, Dynamic, Map};
-use serde_json::json;
 
-use super::exec::{exec_local, exec_ssh};
-use super::{Host, Transport};
-use crate::effect::{Access, Permit};
 use crate::error::{Failure, Kind};
 use crate::opts::Opts;
-use crate::run::Run;
 
 /// A command as the script gave it: a string for the shell, or an argument vector run directly.
 #[derive(Debug, Clone)]
@@ -182,52 +176,6 @@ pub enum Sink {
 pub(super) fn tail(s: &str, lines: usize) -> String {
     let all: Vec<&str> = s.trim_end().lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-impl Host {
-    /// Run a command and check its exit code (unless `check: false`); an effect unless `read_only`.
-    pub fn run_command(&self, run: &Run, cmd: &Command, o: &RunOpts) -> Result<Map, Failure> {
-        let host = self.name();
-        let shown = cmd.display();
-        let action = format!("run `{shown}`");
-        let access = if o.read_only {
-            Access::Read
-        } else {
-            Access::Change {
-                action: &action,
-                details: json!({"command": shown}),
-            }
-        };
-        let out = run.gate(host, access, |p| {
-            let input = o.stdin.clone().map(Input::Text).unwrap_or(Input::Null);
-            let out = self.exec(run, p, cmd, o, input, Sink::Capture)?;
-            if o.check {
-                check_exit(host, &shown, &out)?;
-            }
-            Ok(out)
-        })?;
-        Ok(out.map_or_else(Output::skipped, |out| out.to_map()))
-    }
-
-    /// Run `cmd` on the host with the given input and output, under the options' timeout and Ctrl-C.
-    pub fn exec(
-        &self,
-        run: &Run,
-        _: &Permit,
-        cmd: &Command,
-        o: &RunOpts,
-        input: Input,
-        sink: Sink,
-    ) -> Result<Output, Failure> {
-        let host = self.name();
-        let what = format!("`{}`", cmd.display());
-        run.block_on(host, &what, o.timeout, async {
-            match self.transport() {
-                Transport::Local => exec_local(run, host, cmd, o, &input, &sink).await,
-                Transport::Ssh(target) => exec_ssh(run, host, target, cmd, o, &input, &sink).await,
-            }
-        })
-    }
 }
 
 /// A non-zero exit, a signal, or a command that was not found, as a failure naming host and command.

@@ -1,4 +1,5 @@
-//! Running a command on this machine (a child process in its own process group) or over SSH (a
+//! `Host::exec`, the one way a command runs on any host: under the gate's permit, the options'
+//! timeout and Ctrl-C. Running it on this machine (a child process in its own process group) or over SSH (a
 //! session of the host's multiplexed connection): feeding its input, collecting or streaming its
 //! output, and stopping it, children included, when it is abandoned (a timeout, Ctrl-C).
 
@@ -7,12 +8,65 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
-use super::command::{quote, quote_all, Command, Input, Output, RunOpts, Sink, UNKNOWN_SIGNAL};
+use rhai::Map;
+use serde_json::json;
+
+use super::command::{
+    check_exit, quote, quote_all, Command, Input, Output, RunOpts, Sink, UNKNOWN_SIGNAL,
+};
+use super::handle::{Host, Transport};
+use crate::effect::{Access, Permit};
 use crate::error::{Failure, Kind};
 use crate::prims::ssh::{through_master, SshTarget};
 use crate::run::Run;
 
-pub(super) async fn exec_local(
+impl Host {
+    /// Run a command and check its exit code (unless `check: false`); an effect unless `read_only`.
+    pub fn run_command(&self, run: &Run, cmd: &Command, o: &RunOpts) -> Result<Map, Failure> {
+        let host = self.name();
+        let shown = cmd.display();
+        let action = format!("run `{shown}`");
+        let access = if o.read_only {
+            Access::Read
+        } else {
+            Access::Change {
+                action: &action,
+                details: json!({"command": shown}),
+            }
+        };
+        let out = run.gate(host, access, |p| {
+            let input = o.stdin.clone().map(Input::Text).unwrap_or(Input::Null);
+            let out = self.exec(run, p, cmd, o, input, Sink::Capture)?;
+            if o.check {
+                check_exit(host, &shown, &out)?;
+            }
+            Ok(out)
+        })?;
+        Ok(out.map_or_else(Output::skipped, |out| out.to_map()))
+    }
+
+    /// Run `cmd` on the host with the given input and output, under the options' timeout and Ctrl-C.
+    pub fn exec(
+        &self,
+        run: &Run,
+        _: &Permit,
+        cmd: &Command,
+        o: &RunOpts,
+        input: Input,
+        sink: Sink,
+    ) -> Result<Output, Failure> {
+        let host = self.name();
+        let what = format!("`{}`", cmd.display());
+        run.block_on(host, &what, o.timeout, async {
+            match self.transport() {
+                Transport::Local => exec_local(run, host, cmd, o, &input, &sink).await,
+                Transport::Ssh(target) => exec_ssh(run, host, target, cmd, o, &input, &sink).await,
+            }
+        })
+    }
+}
+
+async fn exec_local(
     run: &Run,
     host: &str,
     cmd: &Command,
@@ -116,7 +170,7 @@ fn remote_line(cmd: &Command, o: &RunOpts) -> String {
     line
 }
 
-pub(super) async fn exec_ssh(
+async fn exec_ssh(
     run: &Run,
     host: &str,
     target: &SshTarget,

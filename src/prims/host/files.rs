@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::command::{quote, tail, Command, Input, Output, RunOpts, Sink};
-use super::{Host, Transport};
+use super::handle::{Host, Transport};
 use crate::effect::Permit;
 use crate::error::{Failure, Kind};
 use crate::run::Run;
