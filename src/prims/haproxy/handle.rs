@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rhai::{Array, Dynamic, Map};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::effect::{Access, Permit};
 use crate::error::{fmt_secs, Failure, Kind};
@@ -193,17 +193,9 @@ impl Haproxy {
     }
 
     pub(super) fn set_weight(&self, run: &Run, server: &str, weight: &str) -> Result<(), Failure> {
-        let label = self.label();
-        parse_server(&label, server)?;
-        self.dry_run_check(run, server)?;
+        parse_server(&self.label(), server)?;
         let command = format!("set weight {server} {weight}");
-        run.effect(
-            &label,
-            &command,
-            json!({"sockets": self.sockets(), "server": server, "weight": weight}),
-            |p| self.0.sockets.write(run, p, &command),
-        )?;
-        Ok(())
+        self.set(run, server, &command, json!({"weight": weight}))
     }
 
     pub(super) fn set_state(&self, run: &Run, server: &str, state: &str) -> Result<(), Failure> {
@@ -215,14 +207,21 @@ impl Haproxy {
                 format!("{label}: set_state {server}: the state must be \"maint\", \"drain\" or \"ready\", not {state:?}"),
             ));
         }
-        self.dry_run_check(run, server)?;
         let command = format!("set server {server} state {state}");
-        run.effect(
-            &label,
-            &command,
-            json!({"sockets": self.sockets(), "server": server, "state": state}),
-            |p| self.0.sockets.write(run, p, &command),
-        )?;
+        self.set(run, server, &command, json!({"state": state}))
+    }
+
+    /// A `set` command for one (checked) server on every socket, through the gate; journaled with
+    /// the sockets, the server and `details`.
+    fn set(&self, run: &Run, server: &str, command: &str, details: Value) -> Result<(), Failure> {
+        self.dry_run_check(run, server)?;
+        let mut journaled = json!({"sockets": self.sockets(), "server": server});
+        if let (Value::Object(j), Value::Object(d)) = (&mut journaled, details) {
+            j.extend(d);
+        }
+        run.effect(&self.label(), command, journaled, |p| {
+            self.0.sockets.write(run, p, command)
+        })?;
         Ok(())
     }
 
