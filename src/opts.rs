@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rhai::{Dynamic, Map};
+use rhai::{Array, Dynamic, Map};
 
 use crate::error::Failure;
 
@@ -124,6 +124,34 @@ impl<'a> Opts<'a> {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect())
             }
+        }
+    }
+
+    /// A list: an array (each element as a string) or a single string or number.
+    pub fn list(&self, key: &str) -> Result<Vec<String>, Failure> {
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(v) => {
+                if let Some(a) = v.read_lock::<Array>() {
+                    Ok(a.iter().map(|x| x.to_string()).collect())
+                } else if v.is_string() || v.is_int() {
+                    Ok(vec![v.to_string()])
+                } else {
+                    Err(self.wrong(key, "an array of strings", v.type_name()))
+                }
+            }
+        }
+    }
+
+    /// `KEY=VALUE` pairs: a map, or an array of `"KEY=VALUE"` strings.
+    pub fn pairs(&self, key: &str) -> Result<Vec<String>, Failure> {
+        match self.get(key) {
+            Some(v) if v.is_map() => {
+                let m = v.read_lock::<Map>().expect("a map");
+                Ok(m.iter().map(|(k, v)| format!("{k}={v}")).collect())
+            }
+            Some(v) if !v.is_array() => Err(self.wrong(key, "a map", v.type_name())),
+            _ => self.list(key),
         }
     }
 

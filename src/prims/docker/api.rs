@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use rhai::plugin::*;
 
-use super::spec::{list, ExecSpec, RunSpec};
-use super::Docker;
+use super::handle::Docker;
+use super::spec::{ExecSpec, RunSpec};
 use crate::opts::Opts;
 use crate::prims::host::Host;
 use crate::run::Run;
@@ -171,7 +171,7 @@ pub mod docker_api {
     pub fn ps_with(ctx: NativeCallContext, d: &mut Docker, options: Map) -> Res<Array> {
         let o = Opts::new(options, &["all", "filter"], "docker ps")?;
         let all = o.bool("all", true)?;
-        let filters = list(&o, "filter", "docker ps")?;
+        let filters = o.list("filter")?;
         Ok(d.ps(&Run::of(&ctx), all, filters)?)
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rhai::Dynamic;
 use serde_json::Value;
 
-use super::spec::Args;
-use super::Docker;
+use super::handle::Docker;
+use super::spec::{check_name, Args};
 use crate::effect::Permit;
 use crate::error::{Failure, Kind};
 use crate::prims::host::{Command, Input, Output, RunOpts, Sink};
@@ -138,34 +138,6 @@ fn holder_in(stderr: &str) -> Option<String> {
     (!id.is_empty()).then_some(id)
 }
 
-/// A container name or id as docker accepts it; anything else (a leading `-` above all, which the
-/// CLI would read as an option) is refused before it is sent.
-pub(super) fn check_name(name: &str, what: &str) -> Result<(), Failure> {
-    let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(Failure::usage(
-            name,
-            format!("{what}: \"{name}\" is not a valid container name (letters, digits, `_`, `.` and `-`, starting with a letter or digit)"),
-        ))
-    }
-}
-
-/// An image reference docker cannot misread: not empty, no leading `-`, no white space.
-pub(super) fn check_image(image: &str, what: &str) -> Result<(), Failure> {
-    if image.is_empty() || image.starts_with('-') || image.chars().any(char::is_whitespace) {
-        Err(Failure::usage(
-            image,
-            format!("{what}: \"{image}\" is not a valid image reference"),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 /// Whether docker could take `name` for the prefix of another container's id. Docker looks a
 /// container up as a full id, then as an exact name, then as an id PREFIX: `db` or `cafe`, naming no
 /// container, would silently mean whichever container's id starts with it. Only lowercase hex
@@ -214,7 +186,7 @@ impl Docker {
         };
         let input = stdin.map(Input::Text).unwrap_or(Input::Null);
         let out = self
-            .host
+            .host()
             .exec(run, p, &cmd, &o, input, Sink::Capture)
             .map_err(|mut f| {
                 // A timeout names the command: as shown, never with the secrets.

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::cli::check_name;
-use super::Docker;
+use super::handle::Docker;
+use super::spec::check_name;
 use crate::error::{fmt_secs, Failure, Kind};
 use crate::run::Run;
 

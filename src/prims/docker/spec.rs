@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use rhai::{Array, Dynamic, Map};
 
-use super::cli::{check_image, check_name};
 use crate::error::Failure;
 use crate::opts::Opts;
 use crate::prims::host::Command;
@@ -120,41 +119,6 @@ pub(super) fn go_duration(d: Duration) -> String {
     }
 }
 
-/// A list option: an array (each element as a string) or a single string.
-pub(super) fn list(o: &Opts, key: &str, target: &str) -> Result<Vec<String>, Failure> {
-    match o.get(key) {
-        None => Ok(Vec::new()),
-        Some(v) => {
-            if let Some(a) = v.read_lock::<Array>() {
-                Ok(a.iter().map(|x| x.to_string()).collect())
-            } else if v.is_string() || v.is_int() {
-                Ok(vec![v.to_string()])
-            } else {
-                Err(wrong(target, key, "an array of strings", v.type_name()))
-            }
-        }
-    }
-}
-
-/// `KEY=VALUE` pairs: a map, or an array of `"KEY=VALUE"` strings.
-fn pairs(o: &Opts, key: &str, target: &str) -> Result<Vec<String>, Failure> {
-    match o.get(key) {
-        Some(v) if v.is_map() => {
-            let m = v.read_lock::<Map>().expect("a map");
-            Ok(m.iter().map(|(k, v)| format!("{k}={v}")).collect())
-        }
-        Some(v) if !v.is_array() => Err(wrong(target, key, "a map", v.type_name())),
-        _ => list(o, key, target),
-    }
-}
-
-fn wrong(target: &str, key: &str, expected: &str, got: &str) -> Failure {
-    Failure::usage(
-        target,
-        format!("{target}: option `{key}` must be {expected}, not {got}"),
-    )
-}
-
 /// `pull`: true / "missing" (docker's default), false / "never", or "always".
 fn pull_policy(v: &Dynamic, target: &str) -> Result<&'static str, Failure> {
     if let Ok(b) = v.as_bool() {
@@ -211,10 +175,10 @@ impl RunSpec {
             check_name(n, target)?;
             args.flag("--name", vec![n.clone()]);
         }
-        args.flag("--publish", list(&o, "ports", target)?);
-        args.flag("--volume", list(&o, "volumes", target)?);
-        args.env(pairs(&o, "env", target)?);
-        args.flag("--label", pairs(&o, "labels", target)?);
+        args.flag("--publish", o.list("ports")?);
+        args.flag("--volume", o.list("volumes")?);
+        args.env(o.pairs("env")?);
+        args.flag("--label", o.pairs("labels")?);
         args.flag("--network", o.string("network")?.into_iter().collect());
         args.flag("--restart", o.string("restart")?.into_iter().collect());
         args.flag(
@@ -238,7 +202,7 @@ impl RunSpec {
         if let Some(p) = o.get("pull") {
             args.flag("--pull", vec![pull_policy(p, target)?.to_string()]);
         }
-        args.options(list(&o, "args", target)?);
+        args.options(o.list("args")?);
         args.push(image.clone());
         let cmd = match o.get("cmd") {
             Some(c) if c.is_string() => {
@@ -250,7 +214,7 @@ impl RunSpec {
                     )
                 })?
             }
-            _ => list(&o, "cmd", target)?,
+            _ => o.list("cmd")?,
         };
         for c in cmd {
             args.push(c);
@@ -297,7 +261,7 @@ impl ExecSpec {
         }
         head.flag("--user", o.string("user")?.into_iter().collect());
         head.flag("--workdir", o.string("workdir")?.into_iter().collect());
-        head.env(pairs(&o, "env", name)?);
+        head.env(o.pairs("env")?);
         let shown = Command::Argv(command.clone()).display();
         Ok(ExecSpec {
             name: name.to_string(),
@@ -308,5 +272,33 @@ impl ExecSpec {
             check: o.bool("check", true)?,
             read_only: o.bool("read_only", false)?,
         })
+    }
+}
+
+/// A container name or id as docker accepts it; anything else (a leading `-` above all, which the
+/// CLI would read as an option) is refused before it is sent.
+pub(super) fn check_name(name: &str, what: &str) -> Result<(), Failure> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::usage(
+            name,
+            format!("{what}: \"{name}\" is not a valid container name (letters, digits, `_`, `.` and `-`, starting with a letter or digit)"),
+        ))
+    }
+}
+
+/// An image reference docker cannot misread: not empty, no leading `-`, no white space.
+pub(super) fn check_image(image: &str, what: &str) -> Result<(), Failure> {
+    if image.is_empty() || image.starts_with('-') || image.chars().any(char::is_whitespace) {
+        Err(Failure::usage(
+            image,
+            format!("{what}: \"{image}\" is not a valid image reference"),
+        ))
+    } else {
+        Ok(())
     }
 }
