@@ -58,6 +58,25 @@ enum Command {
         #[arg(default_value = "all")]
         group: String,
     },
+    /// Show one run from its journal: its header, every change in order with its outcome and time,
+    /// what it left where. Default: the latest run.
+    Journal {
+        /// The journal (default: the latest of $XDG_STATE_HOME/runner/runs/).
+        file: Option<PathBuf>,
+        /// Output format (json: the journal's records).
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// List past runs, newest first: start, script, user, outcome (ok, failed, interrupted,
+    /// incomplete, running), journal.
+    Runs {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        last: usize,
+        /// Output format (json: one object per run).
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
     /// Print every function with its signature and doc comment.
     Doc {
         /// Only this module (flow, host, http, or a standard library module).
@@ -94,6 +113,12 @@ struct RunArgs {
     /// Write the journal of effects to this file (default: $XDG_STATE_HOME/runner/runs/).
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
+    /// Continue the run of this journal: checkpoints (`once`) it completed are not run again.
+    #[arg(long, value_name = "JOURNAL")]
+    resume: Option<PathBuf>,
+    /// With --resume: resume a journal of another script (or of this one before it changed).
+    #[arg(long, requires = "resume")]
+    force: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Human)]
     output: Output,
@@ -142,6 +167,8 @@ impl RunArgs {
                 .transpose()?
                 .map(Arc::new),
             limit: self.limit,
+            resume: self.resume,
+            force: self.force,
         })
     }
 }
@@ -202,6 +229,28 @@ fn dispatch(cli: Cli) -> Result<(), Error> {
             ..Config::default()
         })?
         .hosts(&group),
+        Command::Journal { file, output } => {
+            let path = match file {
+                Some(f) => f,
+                None => crate::runs::journals().into_iter().next().ok_or_else(|| {
+                    Error::Usage(format!(
+                        "no run journals in {}",
+                        crate::journal::runs_dir().display()
+                    ))
+                })?,
+            };
+            let past = crate::runs::Past::read(&path)?;
+            for line in crate::runs::render(&past, output == Output::Json) {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Runs { last, output } => {
+            for line in crate::runs::history(last, output == Output::Json) {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Command::Doc { module, markdown } => {
             print!(
                 "{}",

@@ -25,4 +25,8 @@ pub struct Config {
     pub inventory: Option<Arc<crate::inventory::Inventory>>,
     /// `--limit PATTERN`: narrows `hosts(group)`.
     pub limit: Option<String>,
+    /// `--resume JOURNAL`: checkpoints (`once`) completed in that run are not run again.
+    pub resume: Option<PathBuf>,
+    /// `--force`: resume a journal of another script (or of this one before it changed).
+    pub force: bool,
 }

@@ -7,9 +7,10 @@
 //! decided by its [`Access`]: a read runs (also under `--dry-run`) and is not journaled; a change is
 //! skipped under `--dry-run`, and journaled otherwise.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::error::{Failure, Kind};
+use crate::ledger::Mark;
 use crate::run::Run;
 
 /// Proof that an operation passed the gate. It cannot be made outside this module.
@@ -21,8 +22,24 @@ pub struct Permit {
 pub enum Access<'a> {
     /// It only reads: it runs under `--dry-run` too, and is not journaled.
     Read,
-    /// It changes something: `action` on the target, with `details` for the journal.
-    Change { action: &'a str, details: Value },
+    /// It changes something: `action` on the target, with `details` for the journal, and the
+    /// `marks` it leaves on the state of what it acts on (see `ledger`).
+    Change {
+        action: &'a str,
+        details: Value,
+        marks: Vec<Mark>,
+    },
+}
+
+impl<'a> Access<'a> {
+    /// A change that leaves no mark.
+    pub fn change(action: &'a str, details: Value) -> Self {
+        Access::Change {
+            action,
+            details,
+            marks: Vec::new(),
+        }
+    }
 }
 
 impl Run {
@@ -39,22 +56,39 @@ impl Run {
     ) -> Result<Option<T>, Failure> {
         self.check_cancel(target)?;
         let permit = Permit { _private: () };
-        let (action, details) = match access {
-            Access::Read => return op(&permit).map(Some),
-            Access::Change { action, details } => (action, details),
+        let (action, details, marks) = match access {
+            Access::Read => {
+                self.ledger.lock().unwrap().saw(target);
+                return op(&permit).map(Some);
+            }
+            Access::Change {
+                action,
+                details,
+                marks,
+            } => (action, details, marks),
         };
+        let id = self.journal.next_id();
+        let mut fields = json!({"id": id, "target": target, "action": action, "details": details});
         if self.dry_run() {
             self.report.would(action, target);
-            self.journal_entry(target, action, &details, "skipped (dry run)")?;
+            fields["outcome"] = "skipped (dry run)".into();
+            self.write("effect", fields)?;
             return Ok(None);
         }
+        // Written ahead: if the run dies while `op` runs, the journal still says it started.
+        let mut start = fields.clone();
+        start["marks"] = json!(marks);
+        self.write("effect_start", start)?;
         self.report.effect(action, target);
         let result = op(&permit);
-        let outcome = match &result {
-            Ok(_) => "ok".to_string(),
-            Err(e) => format!("failed: {}", e.message),
-        };
-        self.journal_entry(target, action, &details, &outcome)?;
+        match &result {
+            Ok(_) => fields["outcome"] = "ok".into(),
+            Err(e) => {
+                fields["outcome"] = format!("failed: {}", e.message).into();
+                fields["kind"] = e.kind.as_str().into();
+            }
+        }
+        self.write("effect", fields)?;
         result.map(Some)
     }
 
@@ -76,27 +110,20 @@ impl Run {
         details: Value,
         op: impl FnOnce(&Permit) -> Result<T, Failure>,
     ) -> Result<Option<T>, Failure> {
-        self.gate(target, Access::Change { action, details }, op)
+        self.gate(target, Access::change(action, details), op)
     }
 
-    fn journal_entry(
-        &self,
-        target: &str,
-        action: &str,
-        details: &Value,
-        outcome: &str,
-    ) -> Result<(), Failure> {
-        self.journal
-            .record(target, action, details, outcome)
-            .map_err(|e| {
-                Failure::new(
-                    Kind::Journal,
-                    self.journal.path().display().to_string(),
-                    format!(
-                        "cannot write the journal {}: {e}",
-                        self.journal.path().display()
-                    ),
-                )
-            })
+    /// Append a record to the journal and take it into the ledger.
+    pub fn write(&self, kind: &str, fields: Value) -> Result<(), Failure> {
+        let line = self.journal.record(kind, fields).map_err(|e| {
+            let path = self.journal.path().display().to_string();
+            Failure::new(
+                Kind::Journal,
+                &path,
+                format!("cannot write the journal {path}: {e}"),
+            )
+        })?;
+        self.ledger.lock().unwrap().apply(&line);
+        Ok(())
     }
 }

@@ -18,16 +18,19 @@ pub mod engine;
 pub mod error;
 pub mod inventory;
 pub mod journal;
+pub mod ledger;
 pub mod opts;
 pub mod prims;
 pub mod report;
 pub mod resolver;
 pub mod run;
+pub mod runs;
+mod script;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rhai::{Dynamic, Engine, EvalAltResult, Position, AST};
+use rhai::{Engine, EvalAltResult, Position, AST};
 use serde_json::json;
 
 pub use config::Config;
@@ -40,6 +43,12 @@ use report::{render_error, render_parse_error};
 pub struct Runner {
     config: Config,
     rt: tokio::runtime::Runtime,
+}
+
+impl Runner {
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
 }
 
 impl Runner {
@@ -56,12 +65,12 @@ impl Runner {
     pub fn play(&self, path: &Path) -> Result<(), Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Usage(format!("cannot read script {}: {e}", path.display())))?;
-        self.execute(&path.display().to_string(), &text, false)
+        script::execute(self, &path.display().to_string(), &text, Some(path))
     }
 
     /// Run a one-liner and print its value (unless it is `()`).
     pub fn eval(&self, code: &str) -> Result<(), Error> {
-        self.execute("<eval>", code, true)
+        script::execute(self, "<eval>", code, None)
     }
 
     /// A new run with this runner's configuration, for embedders that drive the engine themselves.
@@ -86,129 +95,6 @@ impl Runner {
             ))
         })?;
         Ok(ast)
-    }
-
-    fn execute(&self, source: &str, text: &str, print_value: bool) -> Result<(), Error> {
-        let run = self.new_run(source);
-        let engine = engine::build(&run);
-        let ast = match Runner::compile(&run, &engine, source, text) {
-            Ok(ast) => ast,
-            Err(e) => {
-                run.report.error(&e.to_string(), json!({"exit_code": 2}));
-                return Err(e);
-            }
-        };
-        let signals = self.rt.spawn(handle_ctrl_c(run.clone()));
-        let result = std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .name("script".into())
-                .stack_size(16 << 20)
-                .spawn_scoped(s, || {
-                    // A panic in a primitive is a bug; it still must not skip the cleanups.
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        engine.eval_ast::<Dynamic>(&ast)
-                    }))
-                    .unwrap_or_else(|panic| Err(internal_error(panic)));
-                    let cleanup_ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_defers(&run, &engine)
-                    }))
-                    .unwrap_or(false);
-                    (result, cleanup_ok)
-                })
-                .expect("a thread for the script")
-                .join()
-                .expect("the script thread does not panic")
-        });
-        signals.abort();
-        run.ssh.close_all();
-        let (result, cleanup_ok) = result;
-        let ok = result.is_ok() && cleanup_ok && !run.interrupted();
-        run.report.finish_steps(ok);
-        if run.journal.written() {
-            run.report
-                .info(&format!("journal: {}", run.journal.path().display()));
-        }
-        if run.interrupted() {
-            let at = match &result {
-                Err(e) => render_error(e, source, &run.sources),
-                Ok(_) => "error: interrupted".to_string(),
-            };
-            run.report.error(
-                &format!("{at}\n  = deferred cleanups ran"),
-                json!({"exit_code": 130}),
-            );
-            return Err(Error::Interrupted);
-        }
-        match result {
-            Ok(v) => {
-                if print_value && !v.is_unit() {
-                    run.report.print(&v.to_string());
-                }
-                if cleanup_ok {
-                    Ok(())
-                } else {
-                    let msg =
-                        "error: a deferred cleanup failed (see the warnings above)".to_string();
-                    run.report.error(&msg, json!({"exit_code": 1}));
-                    Err(Error::Script(msg))
-                }
-            }
-            Err(e) => {
-                let rendered = render_error(&e, source, &run.sources);
-                run.report.error(
-                    &rendered,
-                    json!({"exit_code": 1, "kind": error::error_kind(&e)}),
-                );
-                Err(Error::Script(rendered))
-            }
-        }
-    }
-}
-
-/// A panic caught from the script thread, as a script error.
-fn internal_error(panic: Box<dyn std::any::Any + Send>) -> Box<EvalAltResult> {
-    let what = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown".into());
-    Failure::new(
-        crate::Kind::Internal,
-        "runner",
-        format!("internal error (a bug in runner, please report it): {what}"),
-    )
-    .into()
-}
-
-/// Run the deferred closures, last first. Returns false if any failed (each failure is a warning).
-fn run_defers(run: &Run, engine: &Engine) -> bool {
-    let mut ok = true;
-    for (f, store) in run.take_defers() {
-        if run.interrupted() {
-            run.allow_cleanup();
-        }
-        let ctx = store.create_context(engine);
-        if let Err(e) = f.call_within_context::<Dynamic>(&ctx, ()) {
-            ok = false;
-            run.report.warn(&format!(
-                "deferred cleanup failed: {}",
-                error::error_message(error::innermost(&e))
-            ));
-        }
-    }
-    ok
-}
-
-/// First Ctrl-C: stop at the next operation boundary and run the cleanups. Second: exit at once.
-async fn handle_ctrl_c(run: Arc<Run>) {
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
-    run.report.warn("interrupted: stopping at the next operation, then running deferred cleanups (Ctrl-C again to exit now)");
-    run.interrupt();
-    if tokio::signal::ctrl_c().await.is_ok() {
-        run.ssh.close_all();
-        std::process::exit(130);
     }
 }
 

@@ -42,6 +42,7 @@ struct Steps {
 
 struct Step {
     msg: String,
+    target: Option<String>,
     started: Instant,
     /// Opened by `step(msg, || ...)`: it ends when its closure returns, not at the next step.
     scoped: bool,
@@ -62,14 +63,15 @@ impl Reporter {
         self.verbosity
     }
 
-    /// Start a step; the previous unscoped step at the same depth finishes.
-    pub fn step(&self, msg: &str) {
-        self.open_step(msg, false);
+    /// Start a step (about `target`, if given); the previous unscoped step at the same depth
+    /// finishes.
+    pub fn step(&self, msg: &str, target: Option<&str>) {
+        self.open_step(msg, target, false);
     }
 
     /// Start a step that holds nested steps until `end_scoped_step`.
-    pub fn begin_scoped_step(&self, msg: &str) {
-        self.open_step(msg, true);
+    pub fn begin_scoped_step(&self, msg: &str, target: Option<&str>) {
+        self.open_step(msg, target, true);
     }
 
     /// Finish the innermost scoped step (and any unscoped step nested in it).
@@ -92,7 +94,7 @@ impl Reporter {
         }
     }
 
-    fn open_step(&self, msg: &str, scoped: bool) {
+    fn open_step(&self, msg: &str, target: Option<&str>, scoped: bool) {
         let mut st = self.state.lock().unwrap();
         if st.open.last().is_some_and(|s| !s.scoped) {
             self.close_top(&mut st, true);
@@ -100,11 +102,14 @@ impl Reporter {
         let depth = st.open.len();
         st.open.push(Step {
             msg: msg.to_string(),
+            target: target.map(str::to_string),
             started: Instant::now(),
             scoped,
         });
         match self.output {
-            Output::Json => self.event(json!({"event": "step", "msg": msg, "depth": depth})),
+            Output::Json => {
+                self.event(json!({"event": "step", "msg": msg, "target": target, "depth": depth}))
+            }
             Output::Human if self.verbosity < 0 => {}
             Output::Human if self.tty => {
                 let pb = st.spinner.get_or_insert_with(|| {
@@ -128,7 +133,7 @@ impl Reporter {
         let elapsed = step.started.elapsed().as_secs_f64();
         match self.output {
             Output::Json => self.event(json!({
-                "event": "step_end", "msg": step.msg, "depth": depth, "ok": ok,
+                "event": "step_end", "msg": step.msg, "target": step.target, "depth": depth, "ok": ok,
                 "elapsed": (elapsed * 1000.0).round() / 1000.0,
             })),
             Output::Human if self.verbosity < 0 => {}
@@ -211,6 +216,25 @@ impl Reporter {
             }
             Output::Human if self.verbosity > 0 => self.line(&format!("→ {action} on {target}")),
             Output::Human => {}
+        }
+    }
+
+    /// The recap at the end of a run: what changed per target (hidden by `-q`), then what the run
+    /// left out of its normal state (always shown). JSON output gets the `run_end` event instead.
+    pub fn recap(&self, lines: &[String], left: &[String]) {
+        if self.output == Output::Json {
+            return;
+        }
+        if self.verbosity >= 0 {
+            for l in lines {
+                self.line(l);
+            }
+        }
+        if !left.is_empty() {
+            self.line("left out of their normal state:");
+            for l in left {
+                self.line(&format!("  {l}"));
+            }
         }
     }
 

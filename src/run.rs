@@ -2,17 +2,20 @@
 //! the cancel signal, the reporter, the journal, deferred cleanups. Primitives reach it through the
 //! engine's tag (`Run::of(&ctx)`), so they can be plain `#[export_module]` functions with doc comments.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rhai::{Dynamic, FnPtr, NativeCallContext, NativeCallContextStore};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::{fmt_secs, Failure, Kind};
 use crate::journal::Journal;
+use crate::ledger::Ledger;
 use crate::report::Reporter;
 use crate::resolver::Sources;
 
@@ -27,12 +30,16 @@ pub struct Run {
     pub rt: tokio::runtime::Handle,
     pub report: Reporter,
     pub journal: Journal,
+    /// What the run changed and left, from its journal records.
+    pub ledger: Mutex<Ledger>,
     pub sources: Arc<Sources>,
     /// The run's SSH connections, closed when the run ends.
     pub ssh: crate::prims::ssh::Pool,
     cancel: Mutex<CancellationToken>,
     interrupted: AtomicBool,
     defers: Mutex<Vec<(FnPtr, NativeCallContextStore)>>,
+    /// Checkpoints completed (`once`), by key: in the run this one resumes, and in this run.
+    checkpoints: Mutex<HashMap<String, Value>>,
     http: std::sync::OnceLock<reqwest::Client>,
 }
 
@@ -45,11 +52,13 @@ impl Run {
             rt,
             report,
             journal,
+            ledger: Mutex::default(),
             sources: Arc::default(),
             ssh: Default::default(),
             cancel: Mutex::new(CancellationToken::new()),
             interrupted: AtomicBool::new(false),
             defers: Mutex::default(),
+            checkpoints: Mutex::default(),
             http: Default::default(),
         })
     }
@@ -189,6 +198,29 @@ impl Run {
             }
             self.sleep(interval.min(deadline - now))?;
         }
+    }
+
+    /// Take over the checkpoints of a resumed run.
+    pub fn resume_from(&self, checkpoints: HashMap<String, Value>) {
+        self.checkpoints.lock().unwrap().extend(checkpoints);
+    }
+
+    /// The recorded value of checkpoint `key`, if it was completed (here or in the resumed run).
+    pub fn checkpoint(&self, key: &str) -> Option<Value> {
+        self.checkpoints.lock().unwrap().get(key).cloned()
+    }
+
+    /// Checkpoint `key` completed with `value`: recorded in the journal (not under `--dry-run`,
+    /// where nothing was really done).
+    pub fn complete(&self, key: &str, value: Value) -> Result<(), Failure> {
+        self.checkpoints
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), value.clone());
+        if self.dry_run() {
+            return Ok(());
+        }
+        self.write("once", serde_json::json!({"key": key, "value": value}))
     }
 
     pub fn defer(&self, f: FnPtr, ctx: &NativeCallContext) {

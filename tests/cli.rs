@@ -313,10 +313,20 @@ fn json_output_reports_errors_as_events() {
         .args(&["--output", "json"])
         .run()
         .code(1);
-    let last: serde_json::Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(last["event"], "error");
-    assert_eq!(last["kind"], "fail");
-    assert!(last["message"].as_str().unwrap().contains("main.rhai:1:1"));
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["event"], "run_start");
+    // The error, then the end of the run, last.
+    let error = &events[events.len() - 2];
+    assert_eq!(error["event"], "error");
+    assert_eq!(error["kind"], "fail");
+    assert!(error["message"].as_str().unwrap().contains("main.rhai:1:1"));
+    let end = events.last().unwrap();
+    assert_eq!(end["event"], "run_end");
+    assert_eq!(end["outcome"], "failed");
 }
 
 #[test]

@@ -235,14 +235,22 @@ impl Drop for Httpd {
     }
 }
 
-/// Every line of a journal file, parsed; panics on a line that is not JSON.
-pub fn journal_lines(path: &Path) -> Vec<serde_json::Value> {
+/// Every record of a journal file, parsed; panics on a line that is not JSON.
+pub fn journal_records(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .map(|l| {
             serde_json::from_str(l)
                 .unwrap_or_else(|e| panic!("journal line {l:?} is not JSON: {e}"))
         })
+        .collect()
+}
+
+/// The effects of a journal with their outcomes (its `effect` records), in order.
+pub fn journal_lines(path: &Path) -> Vec<serde_json::Value> {
+    journal_records(path)
+        .into_iter()
+        .filter(|r| r["type"] == "effect")
         .collect()
 }
 

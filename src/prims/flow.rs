@@ -341,7 +341,17 @@ pub mod flow_api {
     /// step("Draining web1");
     /// ```
     pub fn step(ctx: NativeCallContext, message: &str) {
-        Run::of(&ctx).report.step(message);
+        Run::of(&ctx).report.step(message, None);
+    }
+
+    /// Start a step about `target` (a server, a host: what JSON events and the journal name).
+    ///
+    /// ```rhai
+    /// step("Draining", "web_servers/web1");
+    /// ```
+    #[rhai_fn(name = "step")]
+    pub fn step_on(ctx: NativeCallContext, message: &str, target: &str) {
+        Run::of(&ctx).report.step(message, Some(target));
     }
 
     /// Run `f` as a step: steps started inside it nest under it; it ends when `f` returns, marked
@@ -353,10 +363,54 @@ pub mod flow_api {
     #[rhai_fn(name = "step", return_raw)]
     pub fn step_with(ctx: NativeCallContext, message: &str, f: FnPtr) -> Res<Dynamic> {
         let run = Run::of(&ctx);
-        run.report.begin_scoped_step(message);
+        run.report.begin_scoped_step(message, None);
         let r = f.call_within_context::<Dynamic>(&ctx, ());
         run.report.end_scoped_step(r.is_ok());
         r
+    }
+
+    /// `step(message, || ...)` about `target`.
+    ///
+    /// ```rhai
+    /// step("Upgrading", "web_servers/web1", || { /* ... */ });
+    /// ```
+    #[rhai_fn(name = "step", return_raw)]
+    pub fn step_on_with(
+        ctx: NativeCallContext,
+        message: &str,
+        target: &str,
+        f: FnPtr,
+    ) -> Res<Dynamic> {
+        let run = Run::of(&ctx);
+        run.report.begin_scoped_step(message, Some(target));
+        let r = f.call_within_context::<Dynamic>(&ctx, ());
+        run.report.end_scoped_step(r.is_ok());
+        r
+    }
+
+    /// A checkpoint: run `f` once and return its value. Under `--resume JOURNAL`, a `key` that
+    /// was completed in that journal's run returns the value recorded there without running `f`
+    /// again; a key completed earlier in this run does the same. A completion is recorded (in the
+    /// journal) only when `f` returns; a failure in `f` is thrown as it is and records nothing.
+    /// The value is kept as JSON: numbers, strings, bools, arrays and maps come back as they were;
+    /// handles (hosts, sockets) come back as `()`.
+    ///
+    /// ```rhai
+    /// for s in servers { once(`upgrade ${s}`, || upgrade(s)); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn once(ctx: NativeCallContext, key: &str, f: FnPtr) -> Res<Dynamic> {
+        let run = Run::of(&ctx);
+        if let Some(v) = run.checkpoint(key) {
+            run.report
+                .info(&format!("{key}: done already (checkpoint), skipped"));
+            return Ok(rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT));
+        }
+        let v = f.call_within_context::<Dynamic>(&ctx, ())?;
+        let recorded =
+            rhai::serde::from_dynamic::<serde_json::Value>(&v).unwrap_or(serde_json::Value::Null);
+        run.complete(key, recorded)?;
+        Ok(v)
     }
 
     /// Whether this is a `--dry-run`: playbooks use it to skip waits that only make sense when the

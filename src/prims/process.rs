@@ -10,8 +10,9 @@ use rhai::plugin::*;
 use rhai::{Dynamic, INT};
 use serde_json::json;
 
-use crate::effect::Permit;
+use crate::effect::{Access, Permit};
 use crate::error::{Failure, Kind};
+use crate::ledger::Mark;
 use crate::opts::seconds;
 use crate::prims::host::{Command, Host, Input, RunOpts, Sink};
 use crate::run::Run;
@@ -256,30 +257,33 @@ impl<'a> Procs<'a> {
     fn kill(&self, pid: i32, sig: Signal) -> Result<(), Failure> {
         let host = self.name();
         let name = signal_name(sig);
-        self.run.effect(
-            host,
-            &format!("send {name} to pid {pid}"),
-            json!({"pid": pid, "signal": name}),
-            |p| {
-                self.signal(p, pid, sig).map_err(|e| {
-                    let (kind, why) = match e {
-                        KillError::Failed(f) => return f,
-                        KillError::NoSuchProcess => (Kind::NotFound, "no such process".to_string()),
-                        KillError::NotPermitted => (
-                            Kind::Permission,
-                            "operation not permitted (the process belongs to another user)"
-                                .to_string(),
-                        ),
-                        KillError::Other(why) => (Kind::Signal, why),
-                    };
-                    Failure::new(
-                        kind,
-                        host,
-                        format!("{host}: cannot send {name} to pid {pid}: {why}"),
-                    )
-                })
-            },
-        )?;
+        let action = format!("send {name} to pid {pid}");
+        let access = Access::Change {
+            action: &action,
+            details: json!({"pid": pid, "signal": name}),
+            marks: vec![Mark::Signal {
+                pid: pid.into(),
+                signal: name.into(),
+            }],
+        };
+        self.run.gate(host, access, |p| {
+            self.signal(p, pid, sig).map_err(|e| {
+                let (kind, why) = match e {
+                    KillError::Failed(f) => return f,
+                    KillError::NoSuchProcess => (Kind::NotFound, "no such process".to_string()),
+                    KillError::NotPermitted => (
+                        Kind::Permission,
+                        "operation not permitted (the process belongs to another user)".to_string(),
+                    ),
+                    KillError::Other(why) => (Kind::Signal, why),
+                };
+                Failure::new(
+                    kind,
+                    host,
+                    format!("{host}: cannot send {name} to pid {pid}: {why}"),
+                )
+            })
+        })?;
         Ok(())
     }
 

@@ -165,7 +165,7 @@ impl SshTarget {
         b.control_directory(control_dir)
             // A safety net if runner is killed outright: an idle master exits by itself.
             .control_persist(ControlPersist::IdleFor(
-                std::num::NonZeroUsize::new(300).unwrap(),
+                std::num::NonZeroUsize::new(60).unwrap(),
             ))
             .known_hosts_check(match self.known_hosts {
                 HostKeyCheck::Strict => KnownHosts::Strict,
@@ -214,6 +214,8 @@ pub struct Connection {
 #[derive(Default)]
 pub struct Pool {
     control_dir: OnceLock<tempfile::TempDir>,
+    /// A process that closes this run's masters when the run dies, however it dies (see `reaper`).
+    reaper: Mutex<Option<std::process::Child>>,
     conns: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
     /// Control sockets of every master opened, for closing them even while commands hold a connection.
     sockets: Mutex<Vec<PathBuf>>,
@@ -223,8 +225,9 @@ impl Pool {
     /// A private, short control directory (mode 0700: tempfile's default) for this run's sockets.
     fn control_dir(&self) -> Result<&std::path::Path, Failure> {
         if self.control_dir.get().is_none() {
+            clean_dead_runs();
             let dir = tempfile::Builder::new()
-                .prefix("runner-ssh-")
+                .prefix(&format!("{CONTROL_PREFIX}{}-", std::process::id()))
                 .tempdir_in("/tmp")
                 .map_err(|e| {
                     Failure::new(
@@ -233,6 +236,7 @@ impl Pool {
                         format!("cannot create the ssh control directory: {e}"),
                     )
                 })?;
+            *self.reaper.lock().unwrap() = reaper(dir.path());
             let _ = self.control_dir.set(dir);
         }
         Ok(self.control_dir.get().unwrap().path())
@@ -296,6 +300,64 @@ impl Pool {
         }
         if let Some(dir) = self.control_dir.get() {
             let _ = std::fs::remove_dir_all(dir.path());
+        }
+        // Its input closed, the reaper finds nothing left to close and exits.
+        if let Some(mut r) = self.reaper.lock().unwrap().take() {
+            drop(r.stdin.take());
+            let _ = r.wait();
+        }
+    }
+}
+
+/// The control directories of runs: `/tmp/runner-ssh-<pid>-XXXXXX`.
+const CONTROL_PREFIX: &str = "runner-ssh-";
+
+/// What closes the masters of a control directory and removes it (`$0`: the directory).
+const CLOSE_MASTERS: &str = "for s in \"$0\"/*/master; do [ -S \"$s\" ] && ssh -S \"$s\" -o BatchMode=yes -O exit runner-master >/dev/null 2>&1; done; rm -rf \"$0\"";
+
+/// A shell that waits for the end of its standard input, a pipe only this run holds open, then
+/// closes the masters of `dir`: when runner dies (even by SIGKILL) the pipe closes and its SSH
+/// masters go with it, instead of lingering until their idle timeout. In its own process group, so
+/// a Ctrl-C in the terminal does not stop it before it has done its work.
+fn reaper(dir: &std::path::Path) -> Option<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("cat >/dev/null; {CLOSE_MASTERS}"))
+        .arg(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .ok()
+}
+
+/// Control directories of this user's runs that died without cleaning up (their reaper killed too,
+/// or a runner from before reapers): their masters are closed and the directories removed.
+fn clean_dead_runs() {
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::getuid().as_raw();
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(CONTROL_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        let mine = e.metadata().is_ok_and(|m| m.uid() == uid && m.is_dir());
+        if mine && !crate::runs::pid_alive(pid) {
+            let _ = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(CLOSE_MASTERS)
+                .arg(e.path())
+                .stdin(std::process::Stdio::null())
+                .status();
         }
     }
 }

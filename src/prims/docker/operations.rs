@@ -9,6 +9,7 @@ use super::handle::Docker;
 use super::spec::{check_image, check_name, go_duration, ExecSpec, RunSpec};
 use crate::effect::{Access, Permit};
 use crate::error::{Failure, Kind};
+use crate::ledger::Mark;
 use crate::opts::Opts;
 use std::time::Duration;
 
@@ -22,9 +23,29 @@ impl Docker {
         run: &Run,
         action: &str,
         details: Value,
+        marks: Vec<Mark>,
         op: impl FnOnce(&Permit) -> Result<T, Failure>,
     ) -> Result<Option<T>, Failure> {
-        run.effect(self.host_name(), action, details, op)
+        let access = Access::Change {
+            action,
+            details,
+            marks,
+        };
+        run.gate(self.host_name(), access, op)
+    }
+
+    /// The mark a change leaves on the container `name`: out of its normal state (`state`: removed,
+    /// stopped), or back in it (None: running again, or replaced by a new one).
+    fn mark(&self, name: &str, state: Option<&str>) -> Mark {
+        let key = format!("{} container {name}", self.host_name());
+        match state {
+            Some(state) => Mark::Out {
+                key,
+                what: format!("container {name}"),
+                state: state.into(),
+            },
+            None => Mark::Back { key },
+        }
     }
 
     /// The `docker create` command line `run(spec)` executes, as shown (environment values masked).
@@ -46,7 +67,8 @@ impl Docker {
             "name": spec.name,
             "command": self.run_command(&spec),
         });
-        let id = self.change(run, &spec.action(), details, |p| {
+        let marks = spec.name.iter().map(|n| self.mark(n, None)).collect();
+        let id = self.change(run, &spec.action(), details, marks, |p| {
             let created = self.cli_args(run, p, &spec.args, self.pull_timeout, None)?;
             if !created.ok() {
                 return Err(self.failure(&op, &created));
@@ -102,7 +124,9 @@ impl Docker {
         let action = format!("docker {verb} {name}");
         let op = Op::container(action.clone(), name);
         let details = json!({"container": name, "grace": grace.map(|g| g.as_secs_f64())});
-        self.change(run, &action, details, |p| {
+        let state = (verb == "stop").then_some("stopped");
+        let marks = vec![self.mark(name, state)];
+        self.change(run, &action, details, marks, |p| {
             let target = self
                 .target(run, name)?
                 .ok_or_else(|| self.not_found(&action, name))?;
@@ -123,7 +147,8 @@ impl Docker {
         check_name(name, "docker rm")?;
         let action = format!("docker rm {name}");
         let op = Op::container(action.clone(), name);
-        self.change(run, &action, json!({"container": name}), |p| {
+        let marks = vec![self.mark(name, Some("removed"))];
+        self.change(run, &action, json!({"container": name}), marks, |p| {
             let Some(target) = self.target(run, name)? else {
                 return Ok(());
             };
@@ -251,10 +276,7 @@ impl Docker {
         let access = if spec.read_only {
             Access::Read
         } else {
-            Access::Change {
-                action: &action,
-                details: json!({"container": name, "command": spec.shown}),
-            }
+            Access::change(&action, json!({"container": name, "command": spec.shown}))
         };
         let out = run.gate(self.host_name(), access, exec)?;
         Ok(out.map_or_else(Output::skipped, |out| out.to_map()))
@@ -270,7 +292,7 @@ impl Docker {
             target: image.to_string(),
             image: Some(image.to_string()),
         };
-        self.change(run, &action, json!({"image": image}), |p| {
+        self.change(run, &action, json!({"image": image}), Vec::new(), |p| {
             let r = self.cli(
                 run,
                 p,

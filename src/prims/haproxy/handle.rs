@@ -219,9 +219,13 @@ impl Haproxy {
         if let (Value::Object(j), Value::Object(d)) = (&mut journaled, details) {
             j.extend(d);
         }
-        run.effect(&self.label(), command, journaled, |p| {
-            self.0.sockets.write(run, p, command)
-        })?;
+        let label = self.label();
+        let access = Access::Change {
+            action: command,
+            details: journaled,
+            marks: marks(&label, command),
+        };
+        run.gate(&label, access, |p| self.0.sockets.write(run, p, command))?;
         Ok(())
     }
 
@@ -453,6 +457,7 @@ impl Haproxy {
             Access::Change {
                 action: &action,
                 details: json!({"sockets": self.sockets(), "command": line}),
+                marks: commands.iter().flat_map(|c| marks(&label, c)).collect(),
             }
         };
         Ok(run.gate(&label, access, go)?.unwrap_or_default())

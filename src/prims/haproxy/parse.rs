@@ -6,6 +6,7 @@ use std::collections::hash_map::{Entry, HashMap};
 use rhai::{Dynamic, Map, INT};
 
 use crate::error::{Failure, Kind};
+use crate::ledger::Mark;
 
 /// HAProxy's error answers (at the start of the answer), and the `kind` scripts see for them.
 /// The texts are HAProxy 2.6's (`src/cli.c`, `src/server.c`, `src/mworker.c`).
@@ -476,4 +477,42 @@ pub(super) fn find_server(
             }
         ),
     ))
+}
+
+/// What a command does to the state of a server, for the run's record of what it left where:
+/// `set server B/S state maint|drain` (and `disable server`) take it out of its normal state,
+/// `state ready` (and `enable server`) put it back; weight 0 takes it out of rotation, any other
+/// weight puts it back. `label` names the sockets.
+pub(super) fn marks(label: &str, command: &str) -> Vec<Mark> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let state = |server: &str, state: &str| {
+        let key = format!("{label} {server}");
+        match state {
+            "ready" => Mark::Back { key },
+            s => Mark::Out {
+                key,
+                what: server.to_string(),
+                state: s.to_string(),
+            },
+        }
+    };
+    let weight = |server: &str, w: &str| {
+        let key = format!("{label} {server} weight");
+        if w.trim_end_matches('%') == "0" {
+            Mark::Out {
+                key,
+                what: server.to_string(),
+                state: "weight 0".into(),
+            }
+        } else {
+            Mark::Back { key }
+        }
+    };
+    match words.as_slice() {
+        ["set", "server", s, "state", st, ..] => vec![state(s, st)],
+        ["disable", "server", s, ..] => vec![state(s, "maint")],
+        ["enable", "server", s, ..] => vec![state(s, "ready")],
+        ["set", "weight", s, w, ..] | ["set", "server", s, "weight", w, ..] => vec![weight(s, w)],
+        _ => Vec::new(),
+    }
 }

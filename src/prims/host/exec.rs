@@ -29,10 +29,7 @@ impl Host {
         let access = if o.read_only {
             Access::Read
         } else {
-            Access::Change {
-                action: &action,
-                details: json!({"command": shown}),
-            }
+            Access::change(&action, json!({"command": shown}))
         };
         let out = run.gate(host, access, |p| {
             let input = o.stdin.clone().map(Input::Text).unwrap_or(Input::Null);
