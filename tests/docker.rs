@@ -65,23 +65,23 @@ fn state(name: &str) -> String {
 /// A plain HTTP/1.0 GET of http://127.0.0.1:port/, retried for a few seconds while the published
 /// port comes up; returns the whole response.
 fn http_get(port: u16) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        });
-        match attempt {
-            Ok(r) if r.starts_with("HTTP/") => return r,
-            _ if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50))
+    eventually_ok(
+        Duration::from_secs(10),
+        || {
+            let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+                let mut out = String::new();
+                s.read_to_string(&mut out)?;
+                Ok(out)
+            });
+            match attempt {
+                Ok(r) if r.starts_with("HTTP/") => Ok(r),
+                other => Err(format!("{other:?}")),
             }
-            other => panic!("no HTTP answer on 127.0.0.1:{port}: {other:?}"),
-        }
-    }
+        },
+        format_args!("no HTTP answer on 127.0.0.1:{port}"),
+    )
 }
 
 /// An image reference whose registry is a closed port on 127.0.0.1: a pull fails at once, and

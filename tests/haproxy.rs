@@ -123,17 +123,19 @@ impl Lb {
             _others: [web2, backup],
         };
         wait_port(front);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&lb.admin).is_err()
-            || (o.master && UnixStream::connect(&lb.master).is_err())
-        {
-            assert!(
-                Instant::now() < deadline,
-                "haproxy did not open its sockets:\n{}",
-                lb.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually_ok(
+            Duration::from_secs(10),
+            || {
+                if UnixStream::connect(&lb.admin).is_ok()
+                    && (!o.master || UnixStream::connect(&lb.master).is_ok())
+                {
+                    Ok(())
+                } else {
+                    Err(format!("\n{}", lb.log()))
+                }
+            },
+            "haproxy did not open its sockets",
+        );
         lb
     }
 
@@ -178,31 +180,22 @@ impl Drop for Lb {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if !within(Duration::from_secs(3), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        }) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
 /// One command on a fresh connection, read to EOF (retried while the socket refuses connections).
 fn raw(socket: &Path, command: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut s = loop {
-        match UnixStream::connect(socket) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("{}: {e}", socket.display()),
-        }
-    };
+    let mut s = eventually_ok(
+        Duration::from_secs(5),
+        || UnixStream::connect(socket),
+        format_args!("cannot connect to {}", socket.display()),
+    );
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(format!("{command}\n").as_bytes()).unwrap();
     // As socat does at the end of its input: the master CLI answers, then waits for more until then.
@@ -276,23 +269,23 @@ impl Download {
 
 /// Wait until the `show stat` row of web_servers/web1 counts `sessions` current sessions.
 fn wait_sessions(lb: &Lb, sessions: i64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let stat = lb.raw("show stat web_servers 4 -1");
-        let scur = stat
-            .lines()
-            .find(|l| l.starts_with("web_servers,web1,"))
-            .and_then(|l| l.split(',').nth(4))
-            .and_then(|n| n.parse::<i64>().ok());
-        if scur == Some(sessions) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "web1 never had {sessions} session(s): {stat}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually_ok(
+        Duration::from_secs(5),
+        || {
+            let stat = lb.raw("show stat web_servers 4 -1");
+            let scur = stat
+                .lines()
+                .find(|l| l.starts_with("web_servers,web1,"))
+                .and_then(|l| l.split(',').nth(4))
+                .and_then(|n| n.parse::<i64>().ok());
+            if scur == Some(sessions) {
+                Ok(())
+            } else {
+                Err(stat)
+            }
+        },
+        format_args!("web1 never had {sessions} session(s)"),
+    );
 }
 
 fn script_path(name: &str) -> String {
@@ -416,14 +409,11 @@ fn wait_drained_waits_for_a_long_download_and_times_out_naming_web1_and_its_sess
     let waited = started.elapsed();
     // HAProxy ends the session once the last bytes are in the client's socket buffer: the reader
     // may still be reading those.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while !download.finished() {
-        assert!(
-            Instant::now() < deadline,
-            "the download still runs long after wait_drained returned"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(
+        Duration::from_secs(1),
+        || download.finished(),
+        "the download still runs long after wait_drained returned",
+    );
     assert!(download.join() > 1_200_000);
     assert!(
         waited > Duration::from_millis(900),
@@ -870,14 +860,11 @@ fn after_a_reload_wait_drained_through_the_master_cli_waits_for_the_old_workers_
     assert_eq!(lines[2], "0");
     // The reload was sent once although the master closes the connection without answering.
     assert_eq!(reloads(&lb), "1");
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while !download.finished() {
-        assert!(
-            Instant::now() < deadline,
-            "the download still runs long after wait_drained returned"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(
+        Duration::from_secs(1),
+        || download.finished(),
+        "the download still runs long after wait_drained returned",
+    );
     assert!(download.join() > 2_400_000);
 
     // A reload whose configuration does not load: an error, and the master CLI stays usable

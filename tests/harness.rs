@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::fmt::Display;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -161,6 +162,69 @@ impl Outcome {
     }
 }
 
+// Waiting for something that takes a moment.
+
+/// Call `check` until it returns `Some`, and return that value; `None` once `timeout` has passed
+/// (`check` is called once more at the deadline). The pause between calls starts at 5 ms and
+/// doubles up to 50 ms: a fast condition is seen at once, a slow one is not polled hard on a
+/// machine of 2 cores shared with the servers under test.
+fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Whether `cond` comes to hold within `timeout`, for cleanups that must not panic.
+pub fn within(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    poll(timeout, || cond().then_some(())).is_some()
+}
+
+/// Wait until `cond` holds; past `timeout`, panic with `what` (what went wrong, for the reader of
+/// a failed test).
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool, what: impl Display) {
+    eventually_some(timeout, || cond().then_some(()), what)
+}
+
+/// Wait until `check` returns `Some`, and return its value; past `timeout`, panic with `what`.
+pub fn eventually_some<T>(
+    timeout: Duration,
+    check: impl FnMut() -> Option<T>,
+    what: impl Display,
+) -> T {
+    poll(timeout, check).unwrap_or_else(|| panic!("{what} (waited {timeout:?})"))
+}
+
+/// Wait until `check` returns `Ok`, and return its value; past `timeout`, panic with `what` and
+/// the last `Err`: what `check` saw instead.
+pub fn eventually_ok<T, E: Display>(
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, E>,
+    what: impl Display,
+) -> T {
+    let mut last = None;
+    let found = poll(timeout, || match check() {
+        Ok(value) => Some(value),
+        Err(e) => {
+            last = Some(e);
+            None
+        }
+    });
+    found.unwrap_or_else(|| {
+        let last = last.map(|e| e.to_string()).unwrap_or_default();
+        panic!("{what} (waited {timeout:?}); last seen: {last}")
+    })
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released for the server under test).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -172,14 +236,11 @@ pub fn free_port() -> u16 {
 
 /// Wait until something accepts TCP connections on 127.0.0.1:port.
 pub fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on 127.0.0.1:{port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        format_args!("nothing listens on 127.0.0.1:{port}"),
+    );
 }
 
 /// A program this machine must have for the tests (installed by `.ci/run`).
@@ -369,14 +430,13 @@ impl Sshd {
     /// Assert that every ssh master of a finished run is gone (`ssh -O exit` is asynchronous on the
     /// master's side, so this allows it a moment).
     pub fn assert_no_clients_left(&self) {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while !self.client_processes().is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(
-            self.client_processes().is_empty(),
-            "ssh processes left behind: {:?}",
-            self.client_processes()
+        eventually_ok(
+            Duration::from_secs(3),
+            || match self.client_processes() {
+                left if left.is_empty() => Ok(()),
+                left => Err(format!("{left:?}")),
+            },
+            "ssh processes left behind",
         );
     }
 
@@ -592,11 +652,11 @@ impl Traffic {
 
     /// Wait until `n` more answers than `mark` came in.
     pub fn wait_past(&self, mark: usize, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.mark() < mark + n {
-            assert!(Instant::now() < deadline, "the request loop is stuck");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually(
+            Duration::from_secs(10),
+            || self.mark() >= mark + n,
+            "the request loop is stuck",
+        );
     }
 
     pub fn stop(mut self) -> Vec<Response> {

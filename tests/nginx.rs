@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -115,11 +115,11 @@ impl Nginx {
         let status = command.status().unwrap();
         assert!(status.success(), "nginx did not start: {status}");
         wait_port(nginx.port);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while nginx.get("/").is_err() {
-            assert!(Instant::now() < deadline, "nginx does not answer");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(
+            Duration::from_secs(10),
+            || nginx.get("/").is_ok(),
+            "nginx does not answer",
+        );
         nginx
     }
 
@@ -439,11 +439,11 @@ impl Download {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) == 0 {
-            assert!(Instant::now() < deadline, "the download does not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(
+            Duration::from_secs(5),
+            || std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) > 0,
+            "the download does not start",
+        );
         Download { child, out }
     }
 
@@ -939,11 +939,11 @@ fn rollback_while_the_new_master_finishes_a_long_download_is_rolled_back() {
 
     // The download ends intact; then the new master exits and the old one takes the pid file back.
     download.assert_intact();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while nginx.masters() != vec![old] || read_pid(&nginx.pidfile()) != Some(old) {
-        assert!(Instant::now() < deadline, "the new master did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(5),
+        || nginx.masters() == vec![old] && read_pid(&nginx.pidfile()) == Some(old),
+        "the new master did not exit",
+    );
     assert!(!Path::new(&format!("{}.oldbin", nginx.pidfile())).exists());
     assert_eq!(children(old), vec![worker]);
 }

@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
@@ -63,16 +63,15 @@ impl WebHost {
             &test_image("v1"),
         ]);
         // Serving: docker's proxy accepts connections before the httpd in the container listens.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while http_get_raw(port, "/") != Ok((200, page.trim().to_string())) {
-            assert!(
-                Instant::now() < deadline,
-                "{}: {:?}",
-                host.container,
-                http_get_raw(port, "/")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let page = page.trim().to_string();
+        eventually_ok(
+            Duration::from_secs(15),
+            || match http_get_raw(port, "/") {
+                Ok((200, body)) if body == page => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+            format_args!("{} does not serve its page", host.container),
+        );
         host
     }
 
@@ -153,15 +152,15 @@ impl Lb {
             front,
         };
         wait_port(front);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&lb.admin).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "haproxy has no socket:\n{}",
-                lb.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually_ok(
+            Duration::from_secs(10),
+            || {
+                UnixStream::connect(&lb.admin)
+                    .map(drop)
+                    .map_err(|_| format!("\n{}", lb.log()))
+            },
+            "haproxy has no socket",
+        );
         lb
     }
 
@@ -187,15 +186,14 @@ impl Lb {
 
     /// Wait until HAProxy has seen `server` answer its health checks.
     fn wait_up(&self, server: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.status(server).starts_with("UP") {
-            assert!(
-                Instant::now() < deadline,
-                "web_servers/{server} is {}",
-                self.status(server)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually_ok(
+            Duration::from_secs(15),
+            || match self.status(server) {
+                up if up.starts_with("UP") => Ok(()),
+                other => Err(other),
+            },
+            format_args!("web_servers/{server} is not UP"),
+        );
     }
 }
 
