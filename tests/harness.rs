@@ -6,6 +6,7 @@
 use std::fmt::Display;
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -287,6 +288,11 @@ impl Httpd {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }
+
+    /// Serve `content` at `/<name>` too.
+    pub fn serve(&self, name: &str, content: &[u8]) {
+        std::fs::write(self.root.path().join(name), content).unwrap();
+    }
 }
 
 impl Drop for Httpd {
@@ -476,6 +482,326 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// HAProxy.
+
+/// A real haproxy (2.6) in its own temp dir, stopped when dropped. Its frontend `fe` sends to
+/// backend `web_servers`; by default (the standard topology) that holds `web1`, `web2` and a
+/// `backup` server (roundrobin), three busybox httpd started with it that answer their name, and a
+/// backend `static_servers` (static-rr) holds `s1` and `s2` on web1's and web2's httpd. Servers are
+/// health-checked. Stats sockets: `admin` (level admin), `user` (level user), TCP `tcp` (admin);
+/// with `master()`, a master CLI `master`. Built with `Haproxy::builder()`.
+pub struct Haproxy {
+    dir: TempDir,
+    child: Child,
+    /// The stats socket at level admin: the one scripts use.
+    pub admin: PathBuf,
+    /// A stats socket at level user (reads only).
+    pub user: PathBuf,
+    /// The master CLI (`haproxy -W -S`); there only when built with `master()`.
+    pub master: PathBuf,
+    /// A stats socket at level admin on TCP.
+    pub tcp: u16,
+    /// The frontend's port.
+    pub front: u16,
+    /// The standard topology's backend servers, by name.
+    httpds: Vec<(&'static str, Httpd)>,
+}
+
+/// How to start a `Haproxy`.
+pub struct HaproxyBuilder {
+    master: bool,
+    stats_timeout: &'static str,
+    retries: u32,
+    check_inter: &'static str,
+    servers: Option<Vec<(String, u16)>>,
+}
+
+impl HaproxyBuilder {
+    /// Run as a master and workers (`haproxy -W -S master.sock`), with a master CLI.
+    pub fn master(mut self) -> Self {
+        self.master = true;
+        self
+    }
+
+    /// `stats timeout`: how long HAProxy keeps an idle CLI connection (default 10s).
+    pub fn stats_timeout(mut self, timeout: &'static str) -> Self {
+        self.stats_timeout = timeout;
+        self
+    }
+
+    /// `retries` (default 3, with `option redispatch`); 0 makes a request sent to a stopped backend
+    /// fail instead of being retried elsewhere.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// The interval of health checks (default 1s).
+    pub fn check_inter(mut self, inter: &'static str) -> Self {
+        self.check_inter = inter;
+        self
+    }
+
+    /// `web_servers` holds these servers (name, port on 127.0.0.1) instead of the standard
+    /// topology: no httpd is started and there is no `static_servers`.
+    pub fn servers(mut self, servers: &[(&str, u16)]) -> Self {
+        self.servers = Some(servers.iter().map(|(n, p)| (n.to_string(), *p)).collect());
+        self
+    }
+
+    fn config(&self, dir: &Path, front: u16, tcp: u16, httpds: &[(&str, Httpd)]) -> String {
+        let inter = self.check_inter;
+        let server = |name: &str, port: u16, extra: &str| {
+            format!("    server {name} 127.0.0.1:{port}{extra} check inter {inter}\n")
+        };
+        let backends = match &self.servers {
+            Some(servers) => {
+                let lines: String = servers.iter().map(|(n, p)| server(n, *p, "")).collect();
+                format!("backend web_servers\n    balance roundrobin\n{lines}")
+            }
+            None => {
+                let port = |name: &str| httpds.iter().find(|(n, _)| *n == name).unwrap().1.port;
+                format!(
+                    "backend web_servers\n    balance roundrobin\n{}{}{}\
+                     backend static_servers\n    balance static-rr\n{}{}",
+                    server("web1", port("web1"), ""),
+                    server("web2", port("web2"), ""),
+                    server("backup", port("backup"), " backup"),
+                    server("s1", port("web1"), ""),
+                    server("s2", port("web2"), ""),
+                )
+            }
+        };
+        format!(
+            "global\n\
+             \x20   stats socket {admin} mode 600 level admin\n\
+             \x20   stats socket {user} mode 600 level user\n\
+             \x20   stats socket ipv4@127.0.0.1:{tcp} level admin\n\
+             \x20   stats timeout {stats_timeout}\n\
+             \x20   # small socket buffers: a rate-limited download keeps its session until it ends\n\
+             \x20   tune.sndbuf.client 16384\n\
+             defaults\n\
+             \x20   mode http\n\
+             \x20   timeout connect 1s\n\
+             \x20   timeout client 10s\n\
+             \x20   timeout server 10s\n\
+             \x20   retries {retries}\n\
+             \x20   option redispatch\n\
+             frontend fe\n\
+             \x20   bind 127.0.0.1:{front}\n\
+             \x20   default_backend web_servers\n\
+             {backends}",
+            admin = dir.join("admin.sock").display(),
+            user = dir.join("user.sock").display(),
+            stats_timeout = self.stats_timeout,
+            retries = self.retries,
+        )
+    }
+
+    pub fn start(self) -> Haproxy {
+        let haproxy = require("haproxy");
+        let dir = tempfile::Builder::new()
+            .prefix("runner-haproxy-")
+            .tempdir()
+            .unwrap();
+        let httpds = match self.servers {
+            Some(_) => Vec::new(),
+            None => vec![
+                ("web1", Httpd::start("web1\n")),
+                ("web2", Httpd::start("web2\n")),
+                ("backup", Httpd::start("backup\n")),
+            ],
+        };
+        let (admin, user, master) = (
+            dir.path().join("admin.sock"),
+            dir.path().join("user.sock"),
+            dir.path().join("master.sock"),
+        );
+        let cfg = dir.path().join("haproxy.cfg");
+        let log_path = dir.path().join("haproxy.log");
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let (front, tcp) = (free_port(), free_port());
+        std::fs::write(&cfg, self.config(dir.path(), front, tcp, &httpds)).unwrap();
+        let out = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = Command::new(&haproxy);
+        cmd.arg("-db");
+        if self.master {
+            cmd.arg("-W").arg("-S").arg(&master);
+        }
+        let child = cmd
+            .arg("-f")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("haproxy starts");
+        wait_port(front);
+        eventually_ok(
+            Duration::from_secs(10),
+            || {
+                if UnixStream::connect(&admin).is_ok()
+                    && (!self.master || UnixStream::connect(&master).is_ok())
+                {
+                    Ok(())
+                } else {
+                    Err(format!("\n{}", log()))
+                }
+            },
+            "haproxy did not open its sockets",
+        );
+        Haproxy {
+            dir,
+            child,
+            admin,
+            user,
+            master,
+            tcp,
+            front,
+            httpds,
+        }
+    }
+}
+
+impl Haproxy {
+    /// The standard topology with the defaults.
+    pub fn start() -> Haproxy {
+        Haproxy::builder().start()
+    }
+
+    pub fn builder() -> HaproxyBuilder {
+        HaproxyBuilder {
+            master: false,
+            stats_timeout: "10s",
+            retries: 3,
+            check_inter: "1s",
+            servers: None,
+        }
+    }
+
+    /// The admin socket's path, as scripts name it: `haproxy("...")`.
+    pub fn sock(&self) -> String {
+        self.admin.display().to_string()
+    }
+
+    /// The frontend's URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.front)
+    }
+
+    /// The process started (the master, with `master()`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its temp dir: the configuration, the sockets and the log are there.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The configuration file (a master reloads it).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("haproxy.cfg")
+    }
+
+    /// What haproxy printed.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+    }
+
+    /// A server of the standard topology: `web1`, `web2` or `backup`.
+    pub fn httpd(&self, name: &str) -> &Httpd {
+        self.httpds
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, h)| h)
+            .unwrap_or_else(|| panic!("no httpd {name} behind this haproxy"))
+    }
+
+    /// One command on the admin socket the way `socat` sends it, for checks independent of runner.
+    pub fn raw(&self, command: &str) -> String {
+        socat(&self.admin, command)
+    }
+
+    /// One command on the master CLI, the same way.
+    pub fn raw_master(&self, command: &str) -> String {
+        socat(&self.master, command)
+    }
+
+    /// The current weight of `web_servers/<server>`, read with `get weight`.
+    pub fn weight(&self, server: &str) -> i64 {
+        let answer = self.raw(&format!("get weight web_servers/{server}"));
+        answer
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("get weight {server}: {answer:?}"))
+    }
+
+    /// The status column of `show stat` for `web_servers/<server>`.
+    pub fn status(&self, server: &str) -> String {
+        let stat = self.raw("show stat");
+        let header: Vec<&str> = stat
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let col = header.iter().position(|h| *h == "status").unwrap();
+        stat.lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|f| f[0] == "web_servers" && f[1] == server)
+            .map(|f| f[col].to_string())
+            .unwrap_or_else(|| panic!("no web_servers/{server} in {stat}"))
+    }
+
+    /// Wait until HAProxy has seen `web_servers/<server>` answer its health checks.
+    pub fn wait_up(&self, server: &str) {
+        eventually_ok(
+            Duration::from_secs(15),
+            || match self.status(server) {
+                up if up.starts_with("UP") => Ok(()),
+                other => Err(other),
+            },
+            format_args!("web_servers/{server} is not UP"),
+        );
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        // TERM, so that a master stops its workers too.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        if !within(Duration::from_secs(3), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        }) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One command on a fresh connection to a unix socket, read to EOF (retried while the socket
+/// refuses connections).
+pub fn socat(socket: &Path, command: &str) -> String {
+    let mut s = eventually_ok(
+        Duration::from_secs(5),
+        || UnixStream::connect(socket),
+        format_args!("cannot connect to {}", socket.display()),
+    );
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    // As socat does at the end of its input: the master CLI answers, then waits for more until then.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 // Docker: the engine, and the test web server image.

@@ -2,11 +2,8 @@
 //! servers behind a real haproxy, each "host" a test sshd on 127.0.0.1 (the same docker engine,
 //! reached as the test user over SSH), named by an inventory, under a request loop.
 
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -107,109 +104,17 @@ impl Drop for WebHost {
     }
 }
 
-/// A real haproxy: frontend → backend `web_servers` with `web1` and `web2` on the given ports,
-/// health-checked, `retries 0` (a request sent to a stopped backend fails); an admin socket.
-struct Lb {
-    dir: TempDir,
-    child: Child,
-    admin: PathBuf,
-    front: u16,
-}
-
-impl Lb {
-    fn start(p1: u16, p2: u16) -> Lb {
-        let dir = tempfile::Builder::new()
-            .prefix("runner-haproxy-")
-            .tempdir()
-            .unwrap();
-        let admin = dir.path().join("admin.sock");
-        let front = free_port();
-        let cfg = format!(
-            "global\n    stats socket {admin} mode 600 level admin\n\
-             defaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n    retries 0\n\
-             frontend fe\n    bind 127.0.0.1:{front}\n    default_backend web_servers\n\
-             backend web_servers\n    balance roundrobin\n\
-             \x20   server web1 127.0.0.1:{p1} check inter 500ms\n\
-             \x20   server web2 127.0.0.1:{p2} check inter 500ms\n",
-            admin = admin.display(),
-        );
-        let cfg_path = dir.path().join("haproxy.cfg");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let log = std::fs::File::create(dir.path().join("haproxy.log")).unwrap();
-        let child = Command::new(require("haproxy"))
-            .arg("-db")
-            .arg("-f")
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("haproxy starts");
-        let lb = Lb {
-            dir,
-            child,
-            admin,
-            front,
-        };
-        wait_port(front);
-        eventually_ok(
-            Duration::from_secs(10),
-            || {
-                UnixStream::connect(&lb.admin)
-                    .map(drop)
-                    .map_err(|_| format!("\n{}", lb.log()))
-            },
-            "haproxy has no socket",
-        );
-        lb
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
-    }
-
-    /// The status column of `show stat` for `web_servers/<server>`, read without runner.
-    fn status(&self, server: &str) -> String {
-        let mut s = UnixStream::connect(&self.admin).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"show stat\n").unwrap();
-        let mut stat = String::new();
-        s.read_to_string(&mut stat).unwrap();
-        let header: Vec<&str> = stat.lines().next().unwrap().split(',').collect();
-        let col = header.iter().position(|h| *h == "status").unwrap();
-        stat.lines()
-            .map(|l| l.split(',').collect::<Vec<_>>())
-            .find(|f| f[0] == "web_servers" && f[1] == server)
-            .map(|f| f[col].to_string())
-            .unwrap_or_else(|| panic!("no web_servers/{server} in {stat}"))
-    }
-
-    /// Wait until HAProxy has seen `server` answer its health checks.
-    fn wait_up(&self, server: &str) {
-        eventually_ok(
-            Duration::from_secs(15),
-            || match self.status(server) {
-                up if up.starts_with("UP") => Ok(()),
-                other => Err(other),
-            },
-            format_args!("web_servers/{server} is not UP"),
-        );
-    }
-}
-
-impl Drop for Lb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Two hosts and the haproxy in front of them, all serving v1: `web1` (inventory name and HAProxy
 /// name alike) and `node2` (HAProxy's `web2`, named by `haproxy_name`).
-fn setup() -> (WebHost, WebHost, Lb) {
+/// The haproxy checks every 500 ms and has `retries 0`: a request sent to a stopped backend fails.
+fn setup() -> (WebHost, WebHost, Haproxy) {
     let a = WebHost::start("web1 v1\n");
     let b = WebHost::start("web2 v1\n");
-    let lb = Lb::start(a.port, b.port);
+    let lb = Haproxy::builder()
+        .servers(&[("web1", a.port), ("web2", b.port)])
+        .check_inter("500ms")
+        .retries(0)
+        .start();
     lb.wait_up("web1");
     lb.wait_up("web2");
     (a, b, lb)
@@ -225,7 +130,7 @@ fn inventory(a: &WebHost, b: &WebHost, node2_extra: &str) -> String {
 }
 
 /// `runner play scripts/docker-rolling-upgrade.rhai` with the inventory, upgrading to v2.
-fn play(lb: &Lb, inventory: &str) -> Test {
+fn play(lb: &Haproxy, inventory: &str) -> Test {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-rolling-upgrade.rhai");
     Test::new().file("inv.toml", inventory).args(&[
         "play",
@@ -233,7 +138,7 @@ fn play(lb: &Lb, inventory: &str) -> Test {
         "-i",
         "inv.toml",
         "-p",
-        &format!("socket={}", lb.admin.display()),
+        &format!("socket={}", lb.sock()),
         "-p",
         &format!("image={}", test_image("v2")),
         "-p",
@@ -275,7 +180,7 @@ fn docker_rolling_upgrade_over_ssh_hosts_drops_no_request_and_upgrades_one_serve
     assert!(lb.status("web2").starts_with("UP"), "{}", lb.status("web2"));
 
     // One server out at a time, each redeployed on its own host (over SSH) while out of rotation.
-    let sock = lb.admin.display().to_string();
+    let sock = lb.sock();
     let mut expected = Vec::new();
     for (server, host, h) in [("web1", "web1", &a), ("web2", "node2", &b)] {
         let lb_state = |s: &str| {
