@@ -84,10 +84,10 @@ fn http_get(port: u16) -> String {
     )
 }
 
-/// An image reference whose registry is a closed port on 127.0.0.1: a pull fails at once, and
-/// nothing leaves this machine.
-fn unpullable_image() -> String {
-    format!("127.0.0.1:{}/runner-test-absent:v1", free_port())
+/// An image reference whose registry is a closed port on 127.0.0.1 (`registry`, held by the test):
+/// a pull fails at once, and nothing leaves this machine.
+fn unpullable_image(registry: &ClosedPort) -> String {
+    format!("127.0.0.1:{}/runner-test-absent:v1", registry.port)
 }
 
 #[test]
@@ -259,7 +259,8 @@ fn missing_image_is_a_clear_error_naming_host_container_and_image() {
     let img = test_image("v1");
     let c = Containers::new(1);
     let name = c.name(0);
-    let absent = unpullable_image();
+    let registry = ClosedPort::new();
+    let absent = unpullable_image(&registry);
     Test::new()
         .script(&format!(
             r#"let d = docker();
@@ -376,7 +377,8 @@ fn redeploy_that_cannot_get_the_image_leaves_the_old_container_running() {
     let c = Containers::new(1);
     let name = c.name(0);
     docker_ok(&["run", "-d", "--name", name, &v1]);
-    let absent = unpullable_image();
+    let registry = ClosedPort::new();
+    let absent = unpullable_image(&registry);
     Test::new()
         .script(&format!(
             r#"import "docker" as dk;

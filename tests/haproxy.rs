@@ -997,7 +997,8 @@ impl Drop for KillHttpd {
 }
 
 /// A rolling upgrade whose redeploy really stops each backend's httpd, replaces its page and starts
-/// a new one: `roots` maps server name to (port, web root).
+/// a new one on the same port: `roots` maps server name to (port, web root). The httpd to stop is
+/// found by its web root (the fixture's binds port 0: its command line does not name the port).
 fn rolling_script(lb: &Haproxy, servers: &str, opts: &str, roots: &[(&str, u16, &Path)]) -> String {
     let table: Vec<String> = roots
         .iter()
@@ -1010,7 +1011,7 @@ fn rolling_script(lb: &Haproxy, servers: &str, opts: &str, roots: &[(&str, u16, 
          let h = local();\n\
          rolling::upgrade(lb, \"web_servers\", {servers}, {opts}, |server| {{\n\
          \x20   let b = backends[server];\n\
-         \x20   let pattern = `busybox httpd.* -p 127.0.0.1:${{b.port}}( |$)`;\n\
+         \x20   let pattern = `busybox httpd .*-h ${{b.root}}$`;\n\
          \x20   h.run([\"pkill\", \"-f\", pattern], #{{check: false}});\n\
          \x20   wait_until(5, || h.run([\"pgrep\", \"-f\", pattern], #{{check: false, read_only: true}}).code != 0);\n\
          \x20   h.write_file(`${{b.root}}/index.html`, `${{server}} v2`);\n\

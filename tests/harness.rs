@@ -226,22 +226,271 @@ pub fn eventually_ok<T, E: Display>(
     })
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the server under test).
+// Ports. A port that `free_port` released may be taken by another test before the server under
+// test binds it: a fixture lets its program bind port 0 and reads the port back where the program
+// can (busybox httpd), and otherwise starts it again on new ports when it could not bind
+// (`with_free_ports`). Either way it checks that the listener is its own process's, not another
+// server's that took the port.
+
+/// A free TCP port on 127.0.0.1 (bound, then released): only where the program under test binds a
+/// port that the test must name beforehand (`docker run -p` in a script).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports(1)[0]
 }
 
-/// Wait until something accepts TCP connections on 127.0.0.1:port.
-pub fn wait_port(port: u16) {
-    eventually(
+/// `n` distinct free ports, all bound at once, then released. They are drawn at random from below
+/// the kernel's ephemeral range: the ports of outgoing connections (the request loops make
+/// thousands) and of `bind(0)` come from that range, and would take a released port there soon.
+fn free_ports(n: usize) -> Vec<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral.max(20_000));
+    let random = std::collections::hash_map::RandomState::new();
+    let mut held: Vec<TcpListener> = Vec::new();
+    for attempt in 0u64.. {
+        if held.len() == n {
+            break;
+        }
+        assert!(attempt < 1000, "no free port in {low}..{high}");
+        let mut h = random.build_hasher();
+        h.write_u64(attempt);
+        let port = low + (h.finish() % u64::from(high - low)) as u16;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Start a server that cannot bind port 0 on `n` ports from `free_port`: `start` returns `None`
+/// when the server could not bind one (another process took it in between; see `bind_failed`),
+/// and it is started again on new ports, at most 5 times.
+pub fn with_free_ports<T>(n: usize, mut start: impl FnMut(&[u16]) -> Option<T>) -> T {
+    for _ in 0..5 {
+        if let Some(server) = start(&free_ports(n)) {
+            return server;
+        }
+    }
+    panic!("5 times in a row another process took a port before the server could bind it")
+}
+
+/// Whether a server's log says it could not bind a port because another process had it.
+pub fn bind_failed(log: &str) -> bool {
+    log.contains("Address already in use")
+}
+
+/// Wait until `child` (or a process it started) listens on every one of `ports`: `true`, or
+/// `false` if it exited first. Panics after 10 s.
+pub fn wait_listening(child: &mut Child, ports: &[u16]) -> bool {
+    let pid = child.id();
+    eventually_some(
         Duration::from_secs(10),
-        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-        format_args!("nothing listens on 127.0.0.1:{port}"),
-    );
+        || {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return Some(false);
+            }
+            listens_on(pid, ports).then_some(true)
+        },
+        format_args!("pid {pid} does not listen on {ports:?}"),
+    )
+}
+
+/// Whether `pid` (or a process it started) listens on every one of `ports` on 127.0.0.1: something
+/// accepts connections there (cheap), and it is this process, not another that took the port.
+pub fn listens_on(pid: u32, ports: &[u16]) -> bool {
+    if !ports
+        .iter()
+        .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+    {
+        return false;
+    }
+    let open = listening_ports(pid);
+    ports.iter().all(|p| open.contains(p))
+}
+
+/// A port on 127.0.0.1 where nothing listens, for tests of a refused connection: a socket bound to
+/// it that never listens, so connections are refused and no other process can bind it while this
+/// is held (it does not set SO_REUSEADDR).
+pub struct ClosedPort {
+    pub port: u16,
+    _socket: socket2::Socket,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a TCP socket");
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&any.into()).expect("bind 127.0.0.1:0");
+        let port = socket
+            .local_addr()
+            .unwrap()
+            .as_socket()
+            .expect("an IP address")
+            .port();
+        ClosedPort {
+            port,
+            _socket: socket,
+        }
+    }
+}
+
+// Processes, from /proc.
+
+/// One process.
+pub struct ProcStat {
+    pub pid: i32,
+    pub ppid: i32,
+    /// Not a zombie: daemons here are reparented to a PID 1 that reaps slowly, so an exited process
+    /// may linger as a zombie.
+    pub running: bool,
+    /// The command line, arguments separated by spaces.
+    pub title: String,
+}
+
+/// Every process of this machine.
+pub fn processes() -> Vec<ProcStat> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let title = std::fs::read(entry.path().join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        out.push(ProcStat {
+            pid,
+            ppid: fields[1].parse().unwrap_or(0),
+            running: fields[0] != "Z",
+            title,
+        });
+    }
+    out
+}
+
+/// The running children of `pid`.
+pub fn children(pid: i32) -> Vec<i32> {
+    processes()
+        .into_iter()
+        .filter(|p| p.ppid == pid && p.running)
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// The inodes of the sockets that `pid` and its descendants hold.
+fn socket_inodes(pid: u32) -> std::collections::HashSet<String> {
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", tree[i]));
+        for task in tasks.into_iter().flatten().flatten() {
+            let kids = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            tree.extend(
+                kids.split_whitespace()
+                    .filter_map(|k| k.parse::<u32>().ok()),
+            );
+        }
+        i += 1;
+    }
+    let mut inodes = std::collections::HashSet::new();
+    for p in tree {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{p}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                let link = link.to_string_lossy().into_owned();
+                if let Some(inode) = link
+                    .strip_prefix("socket:[")
+                    .and_then(|l| l.strip_suffix(']'))
+                {
+                    inodes.insert(inode.to_string());
+                }
+            }
+        }
+    }
+    inodes
+}
+
+/// The TCP ports on which `pid` or one of its descendants holds a listening socket: their socket
+/// fds matched against the kernel's listening sockets.
+pub fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes = socket_inodes(pid);
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    tcp_listeners()
+        .into_iter()
+        .filter(|(_, inode)| inodes.contains(&inode.to_string()))
+        .map(|(port, _)| port)
+        .collect()
+}
+
+/// Every listening TCP socket of this machine (IPv4 and IPv6): its port and inode, from the
+/// kernel's sock_diag netlink interface, which dumps only the listening ones. (/proc/net/tcp lists
+/// every connection too: the request loops leave thousands in TIME_WAIT, and each read of it
+/// cost about 10 ms of kernel time.)
+fn tcp_listeners() -> Vec<(u16, u32)> {
+    use std::io::Read;
+    const AF_NETLINK: i32 = 16;
+    const NETLINK_SOCK_DIAG: i32 = 4;
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLM_F_REQUEST_DUMP: u16 = 0x1 | 0x300;
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const TCP_LISTEN: u32 = 10;
+    let netlink = socket2::Socket::new(
+        socket2::Domain::from(AF_NETLINK),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::from(NETLINK_SOCK_DIAG)),
+    )
+    .expect("a sock_diag netlink socket");
+    let mut found = Vec::new();
+    for family in [2u8, 10u8] {
+        // struct nlmsghdr, then struct inet_diag_req_v2: family, IPPROTO_TCP, ext, pad, states,
+        // and a zeroed inet_diag_sockid (48 bytes).
+        let mut request = Vec::with_capacity(72);
+        request.extend_from_slice(&72u32.to_ne_bytes());
+        request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        request.extend_from_slice(&NLM_F_REQUEST_DUMP.to_ne_bytes());
+        request.extend_from_slice(&[0; 8]);
+        request.extend_from_slice(&[family, 6, 0, 0]);
+        request.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+        request.extend_from_slice(&[0; 48]);
+        netlink.send(&request).expect("a sock_diag request");
+        let mut buf = vec![0u8; 64 * 1024];
+        'dump: loop {
+            let n = (&netlink).read(&mut buf).expect("a sock_diag answer");
+            let mut at = 0;
+            while at + 16 <= n {
+                let u32_at = |i: usize| u32::from_ne_bytes(buf[i..i + 4].try_into().unwrap());
+                let len = u32_at(at) as usize;
+                let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+                if kind == NLMSG_DONE || len < 16 {
+                    break 'dump;
+                }
+                assert_ne!(kind, NLMSG_ERROR, "sock_diag refused the request");
+                // struct inet_diag_msg: the source port (big-endian) at 4, the inode at 68.
+                let msg = at + 16;
+                let port = u16::from_be_bytes([buf[msg + 4], buf[msg + 5]]);
+                found.push((port, u32_at(msg + 68)));
+                at += (len + 3) & !3;
+            }
+        }
+    }
+    found
 }
 
 /// A program this machine must have for the tests (installed by `.ci/run`).
@@ -260,7 +509,8 @@ pub fn require(program: &str) -> String {
     panic!("{program} is not installed: run `bash .ci/run` (or apt-get install it) first");
 }
 
-/// A real busybox httpd serving a folder, stopped when dropped.
+/// A real busybox httpd serving a folder, stopped when dropped. It binds port 0 itself and the
+/// port is read back, so no other test can take it first.
 pub struct Httpd {
     pub port: u16,
     pub root: TempDir,
@@ -268,20 +518,27 @@ pub struct Httpd {
 }
 
 impl Httpd {
-    /// Serve `index.html` with `body` on a free port.
+    /// Serve `index.html` with `body`.
     pub fn start(body: &str) -> Httpd {
         let busybox = require("busybox");
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("index.html"), body).unwrap();
-        let port = free_port();
-        let child = Command::new(busybox)
-            .args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"])
+        let mut child = Command::new(busybox)
+            .args(["httpd", "-f", "-p", "127.0.0.1:0", "-h"])
             .arg(root.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("busybox httpd starts");
-        wait_port(port);
+        let pid = child.id();
+        let port = eventually_some(
+            Duration::from_secs(10),
+            || {
+                assert!(matches!(child.try_wait(), Ok(None)), "busybox httpd exited");
+                listening_ports(pid).first().copied()
+            },
+            "busybox httpd does not listen",
+        );
         Httpd { port, root, child }
     }
 
@@ -317,8 +574,8 @@ pub fn journal_lines(path: &Path) -> Vec<serde_json::Value> {
 /// nothing but the command itself runs (root's ~/.bashrc here costs 130 ms per command).
 pub const SSH_USER: &str = "runner-test";
 
-/// A real sshd on a free 127.0.0.1 port with its own host key, client key and known_hosts, in a
-/// temporary directory; stopped when dropped.
+/// A real sshd on 127.0.0.1 with its own host key, client key and known_hosts, in a temporary
+/// directory; stopped when dropped.
 pub struct Sshd {
     pub port: u16,
     pub dir: TempDir,
@@ -366,36 +623,46 @@ impl Sshd {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(p("authorized_keys"), std::fs::Permissions::from_mode(0o644))
             .unwrap();
-        let port = free_port();
         let host_pub = std::fs::read_to_string(p("host_key.pub")).unwrap();
         let host_pub: Vec<&str> = host_pub.split_whitespace().collect();
-        std::fs::write(
-            p("known_hosts"),
-            format!("[127.0.0.1]:{port} {} {}\n", host_pub[0], host_pub[1]),
-        )
-        .unwrap();
-        std::fs::write(
-            p("sshd_config"),
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
-                 UsePAM no\nUseDNS no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PermitRootLogin prohibit-password\nLogLevel VERBOSE\nMaxSessions 10\nSubsystem sftp internal-sftp\n",
-                hk = p("host_key").display(),
-                ak = p("authorized_keys").display(),
-                pid = p("sshd.pid").display(),
-            ),
-        )
-        .unwrap();
         let log = p("sshd.log");
-        let child = Command::new(sshd)
-            .args(["-D", "-f"])
-            .arg(p("sshd_config"))
-            .arg("-E")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("sshd starts");
-        wait_port(port);
+        // sshd cannot bind port 0: on a port taken meanwhile it exits, and starts again on another.
+        let (port, child) = with_free_ports(1, |ports| {
+            let port = ports[0];
+            std::fs::write(
+                p("known_hosts"),
+                format!("[127.0.0.1]:{port} {} {}\n", host_pub[0], host_pub[1]),
+            )
+            .unwrap();
+            std::fs::write(
+                p("sshd_config"),
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
+                     UsePAM no\nUseDNS no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                     PermitRootLogin prohibit-password\nLogLevel VERBOSE\nMaxSessions 10\nSubsystem sftp internal-sftp\n",
+                    hk = p("host_key").display(),
+                    ak = p("authorized_keys").display(),
+                    pid = p("sshd.pid").display(),
+                ),
+            )
+            .unwrap();
+            let _ = std::fs::remove_file(&log);
+            let mut child = Command::new(&sshd)
+                .args(["-D", "-f"])
+                .arg(p("sshd_config"))
+                .arg("-E")
+                .arg(&log)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("sshd starts");
+            if wait_listening(&mut child, &[port]) {
+                return Some((port, child));
+            }
+            let _ = child.wait();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(bind_failed(&text), "sshd exited:\n{text}");
+            None
+        });
         Sshd {
             port,
             key: p("id_ed25519"),
@@ -622,23 +889,31 @@ impl HaproxyBuilder {
         let cfg = dir.path().join("haproxy.cfg");
         let log_path = dir.path().join("haproxy.log");
         let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-        let (front, tcp) = (free_port(), free_port());
-        std::fs::write(&cfg, self.config(dir.path(), front, tcp, &httpds)).unwrap();
-        let out = std::fs::File::create(&log_path).unwrap();
-        let mut cmd = Command::new(&haproxy);
-        cmd.arg("-db");
-        if self.master {
-            cmd.arg("-W").arg("-S").arg(&master);
-        }
-        let child = cmd
-            .arg("-f")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("haproxy starts");
-        wait_port(front);
+        // HAProxy cannot bind port 0: on a port taken meanwhile it exits, and starts again on others.
+        let (front, tcp, child) = with_free_ports(2, |ports| {
+            let (front, tcp) = (ports[0], ports[1]);
+            std::fs::write(&cfg, self.config(dir.path(), front, tcp, &httpds)).unwrap();
+            let out = std::fs::File::create(&log_path).unwrap();
+            let mut cmd = Command::new(&haproxy);
+            cmd.arg("-db");
+            if self.master {
+                cmd.arg("-W").arg("-S").arg(&master);
+            }
+            let mut child = cmd
+                .arg("-f")
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .expect("haproxy starts");
+            if wait_listening(&mut child, &[front, tcp]) {
+                return Some((front, tcp, child));
+            }
+            let _ = child.wait();
+            assert!(bind_failed(&log()), "haproxy exited:\n{}", log());
+            None
+        });
         eventually_ok(
             Duration::from_secs(10),
             || {

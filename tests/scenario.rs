@@ -11,7 +11,7 @@ use tempfile::TempDir;
 
 use crate::harness::*;
 
-/// One web server "host": its sshd, its v1 container published on a free 127.0.0.1 port, and its
+/// One web server "host": its sshd, its v1 container published on a 127.0.0.1 port, and its
 /// web root (a bind mount holding the page). The container is removed when dropped.
 struct WebHost {
     sshd: Sshd,
@@ -41,24 +41,32 @@ impl WebHost {
         let index = root.path().join("index.html");
         std::fs::write(&index, page).unwrap();
         std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let port = free_port();
-        let host = WebHost {
+        // Removed when dropped, from here on.
+        let mut host = WebHost {
             sshd: Sshd::start(),
             container,
-            port,
+            port: 0,
             root,
         };
+        // Docker picks the published port (`-p 127.0.0.1::80`), which the redeploy publishes again.
         docker_ok(&[
             "run",
             "-d",
             "--name",
             &host.container,
             "-p",
-            &format!("127.0.0.1:{port}:80"),
+            "127.0.0.1::80",
             "-v",
             &format!("{}:/www:ro", host.root.path().display()),
             &test_image("v1"),
         ]);
+        let published = docker_ok(&["port", &host.container, "80/tcp"]);
+        host.port = published
+            .lines()
+            .find_map(|l| l.strip_prefix("127.0.0.1:"))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{}: published as {published:?}", host.container));
+        let port = host.port;
         // Serving: docker's proxy accepts connections before the httpd in the container listens.
         let page = page.trim().to_string();
         eventually_ok(
@@ -219,7 +227,8 @@ fn docker_rolling_upgrade_stops_at_a_host_whose_image_is_missing_leaving_its_old
     let (a, b, lb) = setup();
     let v2 = test_image("v2");
     // node2's image lives in a "registry" on a closed 127.0.0.1 port: its pull fails at once.
-    let absent = format!("127.0.0.1:{}/runner-test-absent:v2", free_port());
+    let registry = ClosedPort::new();
+    let absent = format!("127.0.0.1:{}/runner-test-absent:v2", registry.port);
     let traffic = Traffic::start(lb.front);
     traffic.wait_past(0, 20);
     let out = play(&lb, &inventory(&a, &b, &format!("image = \"{absent}\"\n")))

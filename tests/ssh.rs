@@ -108,7 +108,8 @@ fn wrong_key_is_an_authentication_error() {
 
 #[test]
 fn closed_port_is_a_connection_refused_error() {
-    let port = free_port();
+    let closed = ClosedPort::new();
+    let port = closed.port;
     Test::new()
         .script(&format!("try {{ ssh(\"{SSH_USER}@127.0.0.1:{port}\", #{{known_hosts: \"off\"}}).run(\"true\") }} catch (e) {{ print(e.kind); throw e; }}"))
         .run()
