@@ -11,4 +11,5 @@ mod http;
 mod nginx;
 mod process;
 mod scenario;
+mod snapshots;
 mod ssh;
