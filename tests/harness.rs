@@ -1,5 +1,6 @@
 //! A fluent builder around the real binary, in the manner of casey/just's `Test`, plus fixtures that
-//! start real servers on free 127.0.0.1 ports and stop them when dropped.
+//! start real servers on 127.0.0.1 (on ports no other test can take first) and stop them when
+//! dropped, and `eventually` for what takes a moment.
 
 #![allow(dead_code)]
 
