@@ -65,29 +65,29 @@ fn state(name: &str) -> String {
 /// A plain HTTP/1.0 GET of http://127.0.0.1:port/, retried for a few seconds while the published
 /// port comes up; returns the whole response.
 fn http_get(port: u16) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        });
-        match attempt {
-            Ok(r) if r.starts_with("HTTP/") => return r,
-            _ if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50))
+    eventually_ok(
+        Duration::from_secs(10),
+        || {
+            let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+                let mut out = String::new();
+                s.read_to_string(&mut out)?;
+                Ok(out)
+            });
+            match attempt {
+                Ok(r) if r.starts_with("HTTP/") => Ok(r),
+                other => Err(format!("{other:?}")),
             }
-            other => panic!("no HTTP answer on 127.0.0.1:{port}: {other:?}"),
-        }
-    }
+        },
+        format_args!("no HTTP answer on 127.0.0.1:{port}"),
+    )
 }
 
-/// An image reference whose registry is a closed port on 127.0.0.1: a pull fails at once, and
-/// nothing leaves this machine.
-fn unpullable_image() -> String {
-    format!("127.0.0.1:{}/runner-test-absent:v1", free_port())
+/// An image reference whose registry is a closed port on 127.0.0.1 (`registry`, held by the test):
+/// a pull fails at once, and nothing leaves this machine.
+fn unpullable_image(registry: &ClosedPort) -> String {
+    format!("127.0.0.1:{}/runner-test-absent:v1", registry.port)
 }
 
 #[test]
@@ -259,7 +259,8 @@ fn missing_image_is_a_clear_error_naming_host_container_and_image() {
     let img = test_image("v1");
     let c = Containers::new(1);
     let name = c.name(0);
-    let absent = unpullable_image();
+    let registry = ClosedPort::new();
+    let absent = unpullable_image(&registry);
     Test::new()
         .script(&format!(
             r#"let d = docker();
@@ -376,7 +377,8 @@ fn redeploy_that_cannot_get_the_image_leaves_the_old_container_running() {
     let c = Containers::new(1);
     let name = c.name(0);
     docker_ok(&["run", "-d", "--name", name, &v1]);
-    let absent = unpullable_image();
+    let registry = ClosedPort::new();
+    let absent = unpullable_image(&registry);
     Test::new()
         .script(&format!(
             r#"import "docker" as dk;

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,204 +12,14 @@ use tempfile::TempDir;
 
 use crate::harness::*;
 
-/// A real haproxy in its own temp dir on free ports: frontend `fe` → backend `web_servers` (web1,
-/// web2, and a `backup` server, roundrobin, health checks), and `static_servers` (static-rr).
-/// Stats sockets: `admin.sock` (level admin), `user.sock` (level user), TCP `127.0.0.1:tcp` (admin);
-/// with `master`, a master CLI `master.sock`. Stopped when dropped.
-struct Lb {
-    dir: TempDir,
-    child: Child,
-    admin: PathBuf,
-    user: PathBuf,
-    master: PathBuf,
-    tcp: u16,
-    front: u16,
-    web1: Httpd,
-    /// web2 and the backup server: running until the fixture drops.
-    _others: [Httpd; 2],
-}
-
-#[derive(Default)]
-struct LbOptions {
-    /// `haproxy -W -S master.sock`.
-    master: bool,
-    /// `stats timeout`: how long HAProxy keeps an idle CLI connection (default 10s).
-    stats_timeout: Option<&'static str>,
-    /// `retries` (default 3, with `option redispatch`); 0 makes a request sent to a stopped backend
-    /// fail instead of being retried elsewhere.
-    retries: Option<u32>,
-}
-
-impl Lb {
-    fn start() -> Lb {
-        Lb::start_with(LbOptions::default())
-    }
-
-    fn start_with(o: LbOptions) -> Lb {
-        let haproxy = require("haproxy");
-        let dir = tempfile::Builder::new()
-            .prefix("runner-haproxy-")
-            .tempdir()
-            .unwrap();
-        let (web1, web2, backup) = (
-            Httpd::start("web1\n"),
-            Httpd::start("web2\n"),
-            Httpd::start("backup\n"),
-        );
-        let (tcp, front) = (free_port(), free_port());
-        let admin = dir.path().join("admin.sock");
-        let user = dir.path().join("user.sock");
-        let master = dir.path().join("master.sock");
-        let cfg = format!(
-            "global\n\
-             \x20   stats socket {admin} mode 600 level admin\n\
-             \x20   stats socket {user} mode 600 level user\n\
-             \x20   stats socket ipv4@127.0.0.1:{tcp} level admin\n\
-             \x20   stats timeout {stats_timeout}\n\
-             \x20   # small socket buffers: a rate-limited download keeps its session until it ends\n\
-             \x20   tune.sndbuf.client 16384\n\
-             defaults\n\
-             \x20   mode http\n\
-             \x20   timeout connect 1s\n\
-             \x20   timeout client 10s\n\
-             \x20   timeout server 10s\n\
-             \x20   retries {retries}\n\
-             \x20   option redispatch\n\
-             frontend fe\n\
-             \x20   bind 127.0.0.1:{front}\n\
-             \x20   default_backend web_servers\n\
-             backend web_servers\n\
-             \x20   balance roundrobin\n\
-             \x20   server web1 127.0.0.1:{p1} check inter 1s\n\
-             \x20   server web2 127.0.0.1:{p2} check inter 1s\n\
-             \x20   server backup 127.0.0.1:{p3} backup check inter 1s\n\
-             backend static_servers\n\
-             \x20   balance static-rr\n\
-             \x20   server s1 127.0.0.1:{p1} check inter 1s\n\
-             \x20   server s2 127.0.0.1:{p2} check inter 1s\n",
-            admin = admin.display(),
-            user = user.display(),
-            stats_timeout = o.stats_timeout.unwrap_or("10s"),
-            retries = o.retries.unwrap_or(3),
-            p1 = web1.port,
-            p2 = web2.port,
-            p3 = backup.port,
-        );
-        let cfg_path = dir.path().join("haproxy.cfg");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let log = std::fs::File::create(dir.path().join("haproxy.log")).unwrap();
-        let mut cmd = Command::new(haproxy);
-        cmd.arg("-db");
-        if o.master {
-            cmd.arg("-W").arg("-S").arg(&master);
-        }
-        let child = cmd
-            .arg("-f")
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("haproxy starts");
-        let lb = Lb {
-            dir,
-            child,
-            admin,
-            user,
-            master,
-            tcp,
-            front,
-            web1,
-            _others: [web2, backup],
-        };
-        wait_port(front);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&lb.admin).is_err()
-            || (o.master && UnixStream::connect(&lb.master).is_err())
-        {
-            assert!(
-                Instant::now() < deadline,
-                "haproxy did not open its sockets:\n{}",
-                lb.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        lb
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
-    }
-
-    /// One command the way `socat` sends it, for checks independent of runner.
-    fn raw(&self, command: &str) -> String {
-        raw(&self.admin, command)
-    }
-
-    /// The current weight, read with `get weight`.
-    fn weight(&self, server: &str) -> i64 {
-        let answer = self.raw(&format!("get weight web_servers/{server}"));
-        answer
-            .split_whitespace()
-            .next()
-            .and_then(|w| w.parse().ok())
-            .unwrap_or_else(|| panic!("get weight {server}: {answer:?}"))
-    }
-
-    /// The frontend's URL.
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.front)
-    }
-
-    /// `param` arguments for the example scripts.
-    fn params(&self) -> Vec<String> {
-        vec![
-            "-p".into(),
-            format!("socket={}", self.admin.display()),
-            "-p".into(),
-            format!("url={}", self.url()),
-        ]
-    }
-}
-
-impl Drop for Lb {
-    fn drop(&mut self) {
-        // TERM, so that a master stops its workers too.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One command on a fresh connection, read to EOF (retried while the socket refuses connections).
-fn raw(socket: &Path, command: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut s = loop {
-        match UnixStream::connect(socket) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("{}: {e}", socket.display()),
-        }
-    };
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(format!("{command}\n").as_bytes()).unwrap();
-    // As socat does at the end of its input: the master CLI answers, then waits for more until then.
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+/// `param` arguments for the example scripts: the admin socket and the frontend's URL.
+fn params(lb: &Haproxy) -> Vec<String> {
+    vec![
+        "-p".into(),
+        format!("socket={}", lb.sock()),
+        "-p".into(),
+        format!("url={}", lb.url()),
+    ]
 }
 
 /// A unix socket that accepts every connection and never answers a byte: a hung HAProxy.
@@ -275,44 +85,40 @@ impl Download {
 }
 
 /// Wait until the `show stat` row of web_servers/web1 counts `sessions` current sessions.
-fn wait_sessions(lb: &Lb, sessions: i64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let stat = lb.raw("show stat web_servers 4 -1");
-        let scur = stat
-            .lines()
-            .find(|l| l.starts_with("web_servers,web1,"))
-            .and_then(|l| l.split(',').nth(4))
-            .and_then(|n| n.parse::<i64>().ok());
-        if scur == Some(sessions) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "web1 never had {sessions} session(s): {stat}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_sessions(lb: &Haproxy, sessions: i64) {
+    eventually_ok(
+        Duration::from_secs(5),
+        || {
+            let stat = lb.raw("show stat web_servers 4 -1");
+            let scur = stat
+                .lines()
+                .find(|l| l.starts_with("web_servers,web1,"))
+                .and_then(|l| l.split(',').nth(4))
+                .and_then(|n| n.parse::<i64>().ok());
+            if scur == Some(sessions) {
+                Ok(())
+            } else {
+                Err(stat)
+            }
+        },
+        format_args!("web1 never had {sessions} session(s)"),
+    );
 }
 
 fn script_path(name: &str) -> String {
     format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn sock(lb: &Lb) -> String {
-    lb.admin.display().to_string()
-}
-
 #[test]
 fn set_weight_10_to_1_sends_100_of_110_requests_to_web1() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     Test::new()
         .script(&format!(
             "let lb = haproxy(\"{}\");\n\
              lb.set_weight(\"web_servers/web1\", 10);\n\
              print(lb.weight(\"web_servers/web1\"));\n\
              print(lb.weight(\"web_servers/web2\"));\n",
-            sock(&lb)
+            lb.sock()
         ))
         .run()
         .success()
@@ -332,12 +138,12 @@ fn set_weight_10_to_1_sends_100_of_110_requests_to_web1() {
 
 #[test]
 fn disable_takes_a_server_out_without_a_failed_request_and_backup_answers_when_all_are_out() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     let traffic = Traffic::start(lb.front);
     traffic.wait_past(0, 10);
     let run = |code: &str| {
         Test::new()
-            .script(&format!("let lb = haproxy(\"{}\");\n{code}", sock(&lb)))
+            .script(&format!("let lb = haproxy(\"{}\");\n{code}", lb.sock()))
             .run()
             .success();
     };
@@ -379,9 +185,9 @@ fn disable_takes_a_server_out_without_a_failed_request_and_backup_answers_when_a
 
 #[test]
 fn wait_drained_waits_for_a_long_download_and_times_out_naming_web1_and_its_sessions() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     // 1.2 MB at about 800 KB/s: a session on web1 that lasts about 1.5 s.
-    std::fs::write(lb.web1.root.path().join("big.bin"), vec![b'x'; 1_200_000]).unwrap();
+    lb.httpd("web1").serve("big.bin", &vec![b'x'; 1_200_000]);
     lb.raw("set server web_servers/web2 state maint");
     let download = Download::start(lb.front, "/big.bin");
     wait_sessions(&lb, 1);
@@ -389,18 +195,18 @@ fn wait_drained_waits_for_a_long_download_and_times_out_naming_web1_and_its_sess
     let out = Test::new()
         .script(&format!(
             "let lb = haproxy(\"{}\");\nlb.drain(\"web_servers/web1\");\nlb.wait_drained(\"web_servers/web1\", 0.3);",
-            sock(&lb)
+            lb.sock()
         ))
         .run()
         .code(1)
         .stderr_has(&format!(
             "{}: web_servers/web1: still 1 session(s), 0 queued after 0.3s (waiting until drained)",
-            sock(&lb)
+            lb.sock()
         ))
         // Progress without -v: what the wait sees, as it changes.
         .stderr_has(&format!(
             "{}: web_servers/web1: still 1 session(s), 0 queued\n",
-            sock(&lb)
+            lb.sock()
         ));
     assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
     assert!(!download.finished(), "the download should still run");
@@ -408,7 +214,7 @@ fn wait_drained_waits_for_a_long_download_and_times_out_naming_web1_and_its_sess
     Test::new()
         .script(&format!(
             "let lb = haproxy(\"{}\");\nlb.wait_drained(\"web_servers/web1\", 20);\nprint(lb.server(\"web_servers/web1\").scur);",
-            sock(&lb)
+            lb.sock()
         ))
         .run()
         .success()
@@ -416,14 +222,11 @@ fn wait_drained_waits_for_a_long_download_and_times_out_naming_web1_and_its_sess
     let waited = started.elapsed();
     // HAProxy ends the session once the last bytes are in the client's socket buffer: the reader
     // may still be reading those.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while !download.finished() {
-        assert!(
-            Instant::now() < deadline,
-            "the download still runs long after wait_drained returned"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(
+        Duration::from_secs(1),
+        || download.finished(),
+        "the download still runs long after wait_drained returned",
+    );
     assert!(download.join() > 1_200_000);
     assert!(
         waited > Duration::from_millis(900),
@@ -433,14 +236,14 @@ fn wait_drained_waits_for_a_long_download_and_times_out_naming_web1_and_its_sess
 
 #[test]
 fn unknown_server_is_an_error_naming_socket_server_and_haproxys_words() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     let out = Test::new()
         .script(&format!(
             "let lb = haproxy(\"{}\");\n\
              try {{ lb.weight(\"web_servers/nope\") }} catch (e) {{ print(e.kind) }}\n\
              try {{ lb.server(\"web_servers/nope\") }} catch (e) {{ print(e.kind); print(e.message) }}\n\
              lb.set_weight(\"web_servers/nope\", 3);",
-            sock(&lb)
+            lb.sock()
         ))
         .run()
         .code(1)
@@ -448,20 +251,20 @@ fn unknown_server_is_an_error_naming_socket_server_and_haproxys_words() {
         .stdout_has("no server nope in backend web_servers (its servers: web1, web2, backup)")
         .stderr_has(&format!(
             "{}: `set weight web_servers/nope 3`: No such server.",
-            sock(&lb)
+            lb.sock()
         ));
     assert!(out.elapsed < Duration::from_secs(5));
 }
 
 #[test]
 fn unknown_backend_is_an_error_naming_it() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     Test::new()
         .script(&format!(
             "let lb = haproxy(\"{}\");\n\
              try {{ lb.servers(\"nosuch\") }} catch (e) {{ print(e.kind); print(e.message) }}\n\
              lb.disable(\"nosuch/web1\");",
-            sock(&lb)
+            lb.sock()
         ))
         .run()
         .code(1)
@@ -469,7 +272,7 @@ fn unknown_backend_is_an_error_naming_it() {
         .stdout_has("`show stat nosuch 4 -1`: No such proxy.")
         .stderr_has(&format!(
             "{}: `set server nosuch/web1 state maint`: No such backend.",
-            sock(&lb)
+            lb.sock()
         ));
 }
 
@@ -539,7 +342,7 @@ fn socket_that_never_answers_times_out_within_the_timeout() {
 
 #[test]
 fn static_rr_backend_accepts_only_0_and_100_percent() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     Test::new()
         .script(&format!(
             "let lb = haproxy(\"{}\");\n\
@@ -547,19 +350,19 @@ fn static_rr_backend_accepts_only_0_and_100_percent() {
              lb.set_weight(\"static_servers/s1\", \"100%\");\n\
              print(lb.weight(\"static_servers/s1\"));\n\
              try {{ lb.set_weight(\"static_servers/s1\", 10) }} catch (e) {{ print(e.kind); print(e.message) }}",
-            sock(&lb)
+            lb.sock()
         ))
         .run()
         .success()
         .stdout_is(&format!(
             "1\nstatic_algorithm\n{}: `set weight static_servers/s1 10`: Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n",
-            sock(&lb)
+            lb.sock()
         ));
 }
 
 #[test]
 fn user_level_socket_reads_but_refuses_changes_with_a_permission_error() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     Test::new()
         .script(&format!(
             "let lb = haproxy(\"{}\");\n\
@@ -578,7 +381,7 @@ fn user_level_socket_reads_but_refuses_changes_with_a_permission_error() {
 
 #[test]
 fn two_haproxy_processes_behind_one_handle_both_get_the_change_and_reads_merge() {
-    let (a, b) = (Lb::start(), Lb::start());
+    let (a, b) = (Haproxy::start(), Haproxy::start());
     Test::new()
         .script(&format!(
             "let lb = haproxy([\"{}\", \"{}\"]);\n\
@@ -589,8 +392,8 @@ fn two_haproxy_processes_behind_one_handle_both_get_the_change_and_reads_merge()
              print(s.status);\n\
              print(s.sockets.len());\n\
              print(lb.stat().filter(|r| r.svname == \"web1\").len());",
-            sock(&a),
-            sock(&b)
+            a.sock(),
+            b.sock()
         ))
         .run()
         .success()
@@ -608,11 +411,11 @@ fn two_haproxy_processes_behind_one_handle_both_get_the_change_and_reads_merge()
 
 #[test]
 fn sessions_of_several_processes_are_summed() {
-    let (a, b) = (Lb::start(), Lb::start());
+    let (a, b) = (Haproxy::start(), Haproxy::start());
     // One long download through each process, both on web1.
     let mut downloads = Vec::new();
     for lb in [&a, &b] {
-        std::fs::write(lb.web1.root.path().join("big.bin"), vec![b'x'; 1_200_000]).unwrap();
+        lb.httpd("web1").serve("big.bin", &vec![b'x'; 1_200_000]);
         lb.raw("set server web_servers/web2 state maint");
         downloads.push(Download::start(lb.front, "/big.bin"));
         wait_sessions(lb, 1);
@@ -624,16 +427,16 @@ fn sessions_of_several_processes_are_summed() {
              print(s.scur);\n\
              print(s.sockets.values().map(|r| r.scur));\n\
              lb.wait_drained(\"web_servers/web1\", 0.2);",
-            sock(&a),
-            sock(&b)
+            a.sock(),
+            b.sock()
         ))
         .run()
         .code(1)
         .stdout_is("2\n[1, 1]\n")
         .stderr_has(&format!(
             "web_servers/web1: still 2 session(s), 0 queued ({}: 1+0, {}: 1+0) after 0.2s",
-            sock(&a),
-            sock(&b)
+            a.sock(),
+            b.sock()
         ))
         .stderr_has("web_servers/web1 is still in rotation (status UP, weight 1)");
     for d in downloads {
@@ -643,12 +446,12 @@ fn sessions_of_several_processes_are_summed() {
 
 #[test]
 fn a_change_failing_on_one_of_several_sockets_names_that_socket() {
-    let lb = Lb::start();
-    let missing = lb.dir.path().join("gone.sock");
+    let lb = Haproxy::start();
+    let missing = lb.dir().join("gone.sock");
     Test::new()
         .script(&format!(
             "haproxy([\"{}\", \"{}\"]).set_weight(\"web_servers/web1\", 4);",
-            sock(&lb),
+            lb.sock(),
             missing.display()
         ))
         .run()
@@ -657,20 +460,20 @@ fn a_change_failing_on_one_of_several_sockets_names_that_socket() {
             "{}: cannot connect: No such file or directory",
             missing.display()
         ))
-        .stderr_has(&format!("(applied on {})", sock(&lb)));
+        .stderr_has(&format!("(applied on {})", lb.sock()));
     assert_eq!(lb.weight("web1"), 4);
 }
 
 #[test]
 fn a_cmd_change_goes_to_every_socket_even_after_one_fails_and_names_it() {
-    let lb = Lb::start();
-    let missing = lb.dir.path().join("gone.sock");
+    let lb = Haproxy::start();
+    let missing = lb.dir().join("gone.sock");
     // The failing socket first: the change must still reach the other one.
     Test::new()
         .script(&format!(
             "haproxy([\"{}\", \"{}\"]).cmd(\"set weight web_servers/web1 4\");",
             missing.display(),
-            sock(&lb)
+            lb.sock()
         ))
         .run()
         .code(1)
@@ -678,7 +481,7 @@ fn a_cmd_change_goes_to_every_socket_even_after_one_fails_and_names_it() {
             "{}: cannot connect: No such file or directory",
             missing.display()
         ))
-        .stderr_has(&format!("(applied on {})", sock(&lb)));
+        .stderr_has(&format!("(applied on {})", lb.sock()));
     assert_eq!(lb.weight("web1"), 4);
 }
 
@@ -826,8 +629,8 @@ fn a_socket_stuck_during_wait_drained_fails_with_its_own_timeout_at_once() {
 }
 
 /// The master's reload count in `show proc`.
-fn reloads(lb: &Lb) -> String {
-    let proc = raw(&lb.master, "show proc");
+fn reloads(lb: &Haproxy) -> String {
+    let proc = lb.raw_master("show proc");
     proc.lines()
         .find(|l| l.split_whitespace().nth(1) == Some("master"))
         .and_then(|l| l.split_whitespace().nth(2))
@@ -837,13 +640,10 @@ fn reloads(lb: &Lb) -> String {
 
 #[test]
 fn after_a_reload_wait_drained_through_the_master_cli_waits_for_the_old_workers_session() {
-    let lb = Lb::start_with(LbOptions {
-        master: true,
-        ..Default::default()
-    });
+    let lb = Haproxy::builder().master().start();
     // 2.4 MB at about 800 KB/s: a session on web1 of about 3 s, held by the worker the reload
     // replaces (the new worker starts with no session at all).
-    std::fs::write(lb.web1.root.path().join("big.bin"), vec![b'x'; 2_400_000]).unwrap();
+    lb.httpd("web1").serve("big.bin", &vec![b'x'; 2_400_000]);
     lb.raw("set server web_servers/web2 state maint");
     let download = Download::start(lb.front, "/big.bin");
     wait_sessions(&lb, 1);
@@ -870,19 +670,16 @@ fn after_a_reload_wait_drained_through_the_master_cli_waits_for_the_old_workers_
     assert_eq!(lines[2], "0");
     // The reload was sent once although the master closes the connection without answering.
     assert_eq!(reloads(&lb), "1");
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while !download.finished() {
-        assert!(
-            Instant::now() < deadline,
-            "the download still runs long after wait_drained returned"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(
+        Duration::from_secs(1),
+        || download.finished(),
+        "the download still runs long after wait_drained returned",
+    );
     assert!(download.join() > 2_400_000);
 
     // A reload whose configuration does not load: an error, and the master CLI stays usable
     // (its prompt is now `master[ReloadFailed]> `).
-    let cfg = lb.dir.path().join("haproxy.cfg");
+    let cfg = lb.config_path();
     let good = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, format!("{good}no_such_keyword\n")).unwrap();
     Test::new()
@@ -901,9 +698,9 @@ fn after_a_reload_wait_drained_through_the_master_cli_waits_for_the_old_workers_
 
 #[test]
 fn maintenance_script_under_dry_run_finishes_at_once_and_changes_nothing() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     let mut args: Vec<String> = vec!["play".into(), script_path("maintenance.rhai")];
-    args.extend(lb.params());
+    args.extend(params(&lb));
     args.extend(["-p".into(), "hold=5".into(), "--dry-run".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = Test::new()
@@ -915,16 +712,13 @@ fn maintenance_script_under_dry_run_finishes_at_once_and_changes_nothing() {
         .stderr_has("would set server web_servers/web2 state ready");
     assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
     for server in ["web1", "web2", "backup"] {
-        assert!(status(&lb, server).starts_with("UP"), "{server}");
+        assert!(lb.status(server).starts_with("UP"), "{server}");
     }
 }
 
 #[test]
 fn master_cli_routes_commands_to_the_worker() {
-    let lb = Lb::start_with(LbOptions {
-        master: true,
-        ..Default::default()
-    });
+    let lb = Haproxy::builder().master().start();
     Test::new()
         .script(&format!(
             "let lb = haproxy(\"{}\", #{{master: true}});\n\
@@ -944,7 +738,7 @@ fn master_cli_routes_commands_to_the_worker() {
 
 #[test]
 fn dry_run_set_weight_does_not_change_haproxy_but_journals_it() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     let out = Test::new()
         .script(&format!(
             "let lb = haproxy(\"{}\");\n\
@@ -954,7 +748,7 @@ fn dry_run_set_weight_does_not_change_haproxy_but_journals_it() {
              lb.wait_drained(\"web_servers/web2\", 10);\n\
              lb.cmd(\"set weight web_servers/web2 0\");\n\
              print(lb.weight(\"web_servers/web1\"));",
-            sock(&lb)
+            lb.sock()
         ))
         .args(&["--dry-run", "--journal", "j.jsonl"])
         .run()
@@ -963,19 +757,19 @@ fn dry_run_set_weight_does_not_change_haproxy_but_journals_it() {
         // The waits are for changes that were skipped: reported, not waited for.
         .stderr_has(&format!(
             "would wait until web_servers/web2 is MAINT (up to 10s) on {}",
-            sock(&lb)
+            lb.sock()
         ))
         .stderr_has("would wait until web_servers/web2 is drained (up to 10s)")
         .stderr_has(&format!(
             "would set weight web_servers/web1 10 on {}",
-            sock(&lb)
+            lb.sock()
         ))
         .stderr_has("would set server web_servers/web2 state maint");
     assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
     assert_eq!(lb.weight("web1"), 1);
     assert_eq!(lb.weight("web2"), 1);
     assert!(
-        !status(&lb, "web2").starts_with("MAINT"),
+        !lb.status("web2").starts_with("MAINT"),
         "web2 went to MAINT under --dry-run"
     );
     let journal = journal_lines(&out.path("j.jsonl"));
@@ -986,7 +780,7 @@ fn dry_run_set_weight_does_not_change_haproxy_but_journals_it() {
     Test::new()
         .script(&format!(
             "haproxy(\"{}\").set_weight(\"web_servers/web9\", 10);",
-            sock(&lb)
+            lb.sock()
         ))
         .args(&["--dry-run"])
         .run()
@@ -1010,10 +804,7 @@ fn cli_session(show_sess: &str, field: &str) -> String {
 
 #[test]
 fn one_connection_is_reused_and_reopened_after_haproxy_closes_it() {
-    let lb = Lb::start_with(LbOptions {
-        stats_timeout: Some("1s"),
-        ..Default::default()
-    });
+    let lb = Haproxy::builder().stats_timeout("1s").start();
     // Busy for 1.2 s (never idle as long as `stats timeout`), then idle 1.5 s longer than it.
     let out = Test::new()
         .script(&format!(
@@ -1025,7 +816,7 @@ fn one_connection_is_reused_and_reopened_after_haproxy_closes_it() {
              sleep(2.5); // idle longer than `stats timeout`: HAProxy closes the connection\n\
              lb.set_weight(\"web_servers/web1\", 2);\n\
              print(lb.cmd(\"show sess\"));",
-            sock(&lb)
+            lb.sock()
         ))
         .run()
         .success();
@@ -1044,7 +835,7 @@ fn one_connection_is_reused_and_reopened_after_haproxy_closes_it() {
 
 #[test]
 fn tcp_stats_socket_works_like_a_unix_one() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     Test::new()
         .script(&format!(
             "let lb = haproxy(\"127.0.0.1:{}\");\n\
@@ -1060,7 +851,7 @@ fn tcp_stats_socket_works_like_a_unix_one() {
 
 #[test]
 fn stat_info_and_servers_are_parsed_into_typed_values() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     Test::new()
         .script(&format!(
             "let lb = haproxy(\"{}\");\n\
@@ -1075,20 +866,20 @@ fn stat_info_and_servers_are_parsed_into_typed_values() {
              print(s[0].addr);\n\
              print(s[0].status.starts_with(\"UP\"));\n\
              print(lb.server(\"web_servers/backup\").backup);",
-            sock(&lb)
+            lb.sock()
         ))
         .run()
         .success()
         .stdout_is(&format!(
             "{}\ni64\ni64\ntrue\n[\"web1 false 1 0 0\", \"web2 false 1 0 0\", \"backup true 1 0 0\"]\n127.0.0.1:{}\ntrue\ntrue\n",
-            lb.child.id(),
-            lb.web1.port
+            lb.pid(),
+            lb.httpd("web1").port
         ));
 }
 
 #[test]
 fn cmd_returns_the_raw_answer_and_throws_on_error_texts() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     Test::new()
         .script(&format!(
             "let lb = haproxy(\"{}\");\n\
@@ -1099,42 +890,42 @@ fn cmd_returns_the_raw_answer_and_throws_on_error_texts() {
              try {{ lb.cmd(\"prompt\") }} catch (e) {{ print(e.kind) }}\n\
              try {{ lb.cmd(\"set server web_servers/web1 agent up\") }} catch (e) {{ print(e.kind); print(e.message) }}\n\
              print(lb.weight(\"web_servers/web1\"));",
-            sock(&lb)
+            lb.sock()
         ))
         .run()
         .success()
         .stdout_is(&format!(
             "1 (initial 1)\n\n\ntrue\nunknown_command\nusage\nnot_configured\n\
              {}: `set server web_servers/web1 agent up`: agent checks are not enabled on this server.\n5\n",
-            sock(&lb)
+            lb.sock()
         ));
     assert_eq!(lb.weight("web2"), 6);
 }
 
 #[test]
 fn wait_status_times_out_with_the_status_seen_last() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     Test::new()
         .script(&format!(
             "let lb = haproxy(\"{}\", #{{interval: 0.05}});\n\
              lb.disable(\"web_servers/web1\");\n\
              lb.wait_status(\"web_servers/web1\", \"UP\", 0.3);",
-            sock(&lb)
+            lb.sock()
         ))
         .run()
         .code(1)
         .stderr_has(&format!(
             "{}: web_servers/web1: status still MAINT after 0.3s (waiting for status UP)",
-            sock(&lb)
+            lb.sock()
         ));
 }
 
 #[test]
 fn example_scripts_run_against_a_real_haproxy() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     let run = |script: &str, extra: &[&str]| {
         let mut args: Vec<String> = vec!["play".into(), script_path(script)];
-        args.extend(lb.params());
+        args.extend(params(&lb));
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Test::new().args(&args).run().success()
@@ -1192,24 +983,6 @@ fn doc_lists_the_haproxy_functions() {
 
 // rolling::upgrade (stdlib/rolling.rhai) against the real haproxy.
 
-/// The status column of `show stat` for `web_servers/<server>`, read without runner.
-fn status(lb: &Lb, server: &str) -> String {
-    let stat = lb.raw("show stat");
-    let header: Vec<&str> = stat
-        .lines()
-        .next()
-        .unwrap()
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
-    let col = header.iter().position(|h| *h == "status").unwrap();
-    stat.lines()
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .find(|f| f[0] == "web_servers" && f[1] == server)
-        .map(|f| f[col].to_string())
-        .unwrap_or_else(|| panic!("no web_servers/{server} in show stat"))
-}
-
 /// Kills the daemonized busybox httpd a redeploy started on `port`, when the test ends.
 struct KillHttpd(Vec<u16>);
 
@@ -1224,8 +997,9 @@ impl Drop for KillHttpd {
 }
 
 /// A rolling upgrade whose redeploy really stops each backend's httpd, replaces its page and starts
-/// a new one: `roots` maps server name to (port, web root).
-fn rolling_script(lb: &Lb, servers: &str, opts: &str, roots: &[(&str, u16, &Path)]) -> String {
+/// a new one on the same port: `roots` maps server name to (port, web root). The httpd to stop is
+/// found by its web root (the fixture's binds port 0: its command line does not name the port).
+fn rolling_script(lb: &Haproxy, servers: &str, opts: &str, roots: &[(&str, u16, &Path)]) -> String {
     let table: Vec<String> = roots
         .iter()
         .map(|(n, p, r)| format!("{n}: #{{port: {p}, root: \"{}\"}}", r.display()))
@@ -1237,13 +1011,13 @@ fn rolling_script(lb: &Lb, servers: &str, opts: &str, roots: &[(&str, u16, &Path
          let h = local();\n\
          rolling::upgrade(lb, \"web_servers\", {servers}, {opts}, |server| {{\n\
          \x20   let b = backends[server];\n\
-         \x20   let pattern = `busybox httpd.* -p 127.0.0.1:${{b.port}}( |$)`;\n\
+         \x20   let pattern = `busybox httpd .*-h ${{b.root}}$`;\n\
          \x20   h.run([\"pkill\", \"-f\", pattern], #{{check: false}});\n\
          \x20   wait_until(5, || h.run([\"pgrep\", \"-f\", pattern], #{{check: false, read_only: true}}).code != 0);\n\
          \x20   h.write_file(`${{b.root}}/index.html`, `${{server}} v2`);\n\
          \x20   h.run([\"busybox\", \"httpd\", \"-p\", `127.0.0.1:${{b.port}}`, \"-h\", b.root]);\n\
          }});\n",
-        sock = sock(lb),
+        sock = lb.sock(),
         table = table.join(", "),
     )
 }
@@ -1251,15 +1025,12 @@ fn rolling_script(lb: &Lb, servers: &str, opts: &str, roots: &[(&str, u16, &Path
 #[test]
 fn rolling_upgrade_restarts_every_backend_under_traffic_with_zero_failed_requests() {
     // retries 0: a request HAProxy sends to a stopped backend fails; only draining first avoids it.
-    let lb = Lb::start_with(LbOptions {
-        retries: Some(0),
-        ..Default::default()
-    });
-    let (p1, p2) = (lb.web1.port, lb._others[0].port);
+    let lb = Haproxy::builder().retries(0).start();
+    let (p1, p2) = (lb.httpd("web1").port, lb.httpd("web2").port);
     let _cleanup = KillHttpd(vec![p1, p2]);
     let roots = [
-        ("web1", p1, lb.web1.root.path()),
-        ("web2", p2, lb._others[0].root.path()),
+        ("web1", p1, lb.httpd("web1").root.path()),
+        ("web2", p2, lb.httpd("web2").root.path()),
     ];
     let traffic = Traffic::start(lb.front);
     traffic.wait_past(0, 20);
@@ -1294,7 +1065,7 @@ fn rolling_upgrade_restarts_every_backend_under_traffic_with_zero_failed_request
         last.contains(&"web1 v2") && last.contains(&"web2 v2"),
         "after the upgrade: {last:?}"
     );
-    assert!(status(&lb, "web1").starts_with("UP") && status(&lb, "web2").starts_with("UP"));
+    assert!(lb.status("web1").starts_with("UP") && lb.status("web2").starts_with("UP"));
     let actions: Vec<String> = journal_lines(&out.path("j.jsonl"))
         .iter()
         .map(|e| e["action"].as_str().unwrap().to_string())
@@ -1314,21 +1085,21 @@ fn rolling_upgrade_restarts_every_backend_under_traffic_with_zero_failed_request
 
 #[test]
 fn rolling_upgrade_stops_at_the_first_failure_and_leaves_only_that_server_out() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     let out = Test::new()
         .script(&format!(
             "import \"rolling\" as rolling;\nlet lb = haproxy(\"{}\");\n\
              rolling::upgrade(lb, \"web_servers\", [\"web1\", \"web2\"], #{{}}, |server| {{\n\
              \x20   if server == \"web1\" {{ fail(\"image web:v2 missing\") }}\n}});\n",
-            sock(&lb)
+            lb.sock()
         ))
         .args(&["--journal", "j.jsonl"])
         .run()
         .code(1)
         .stderr_has("rolling upgrade stopped at web_servers/web1, left out of rotation (maintenance): image web:v2 missing")
         .stderr_lacks("Upgrading web_servers/web2");
-    assert_eq!(status(&lb, "web1"), "MAINT");
-    assert!(status(&lb, "web2").starts_with("UP"));
+    assert_eq!(lb.status("web1"), "MAINT");
+    assert!(lb.status("web2").starts_with("UP"));
     let journal = journal_lines(&out.path("j.jsonl"));
     assert!(
         journal
@@ -1347,50 +1118,50 @@ fn rolling_upgrade_stops_at_the_first_failure_and_leaves_only_that_server_out() 
 
 #[test]
 fn rolling_upgrade_keeps_a_server_that_fails_its_health_check_out_of_rotation() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     Test::new()
         .script(&format!(
             "import \"rolling\" as rolling;\nlet lb = haproxy(\"{}\");\n\
              rolling::upgrade(lb, \"web_servers\", [\"web1\", \"web2\"], #{{health: |s| false, health_timeout: 0.5}}, |server| {{}});\n",
-            sock(&lb)
+            lb.sock()
         ))
         .run()
         .code(1)
         .stderr_has("rolling upgrade stopped at web_servers/web1")
         .stderr_has("health check of web_servers/web1: still not done after 0.5s");
-    assert_eq!(status(&lb, "web1"), "MAINT");
-    assert!(status(&lb, "web2").starts_with("UP"));
+    assert_eq!(lb.status("web1"), "MAINT");
+    assert!(lb.status("web2").starts_with("UP"));
 }
 
 #[test]
 fn rolling_upgrade_refuses_to_take_a_second_server_out() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     lb.raw("set server web_servers/web2 state maint");
     Test::new()
         .script(&format!(
             "import \"rolling\" as rolling;\nlet lb = haproxy(\"{}\");\n\
              rolling::upgrade(lb, \"web_servers\", [\"web1\"], #{{}}, |server| {{ fail(\"redeploy ran\") }});\n",
-            sock(&lb)
+            lb.sock()
         ))
         .run()
         .code(1)
         .stderr_has("web_servers/web2 is MAINT, not UP; taking web1 out too would leave two servers out of rotation")
         .stderr_lacks("error: redeploy ran");
     assert!(
-        status(&lb, "web1").starts_with("UP"),
+        lb.status("web1").starts_with("UP"),
         "web1 must be left alone"
     );
 }
 
 #[test]
 fn rolling_upgrade_dry_run_changes_nothing() {
-    let lb = Lb::start();
-    let marker = lb.dir.path().join("redeployed");
+    let lb = Haproxy::start();
+    let marker = lb.dir().join("redeployed");
     Test::new()
         .script(&format!(
             "import \"rolling\" as rolling;\nlet lb = haproxy(\"{}\");\n\
              rolling::upgrade(lb, \"web_servers\", [\"web1\", \"web2\"], #{{}}, |server| {{ local().write_file(\"{}\", server) }});\n",
-            sock(&lb),
+            lb.sock(),
             marker.display()
         ))
         .args(&["--dry-run"])
@@ -1399,16 +1170,16 @@ fn rolling_upgrade_dry_run_changes_nothing() {
         .stderr_has("would set server web_servers/web1 state drain")
         .stderr_has("would set server web_servers/web2 state ready");
     assert!(!marker.exists());
-    assert!(status(&lb, "web1").starts_with("UP") && status(&lb, "web2").starts_with("UP"));
+    assert!(lb.status("web1").starts_with("UP") && lb.status("web2").starts_with("UP"));
 }
 
 #[test]
 fn rolling_upgrade_rejects_an_unknown_option() {
-    let lb = Lb::start();
+    let lb = Haproxy::start();
     Test::new()
-        .script(&format!("import \"rolling\" as rolling;\nrolling::upgrade(haproxy(\"{}\"), \"web_servers\", [\"web1\"], #{{drain_timout: 5}}, |s| {{}});\n", sock(&lb)))
+        .script(&format!("import \"rolling\" as rolling;\nrolling::upgrade(haproxy(\"{}\"), \"web_servers\", [\"web1\"], #{{drain_timout: 5}}, |s| {{}});\n", lb.sock()))
         .run()
         .code(1)
         .stderr_has("unknown option `drain_timout`");
-    assert!(status(&lb, "web1").starts_with("UP"));
+    assert!(lb.status("web1").starts_with("UP"));
 }

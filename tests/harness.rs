@@ -1,10 +1,13 @@
 //! A fluent builder around the real binary, in the manner of casey/just's `Test`, plus fixtures that
-//! start real servers on free 127.0.0.1 ports and stop them when dropped.
+//! start real servers on 127.0.0.1 (on ports no other test can take first) and stop them when
+//! dropped, and `eventually` for what takes a moment.
 
 #![allow(dead_code)]
 
+use std::fmt::Display;
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -161,25 +164,334 @@ impl Outcome {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the server under test).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+// Waiting for something that takes a moment.
+
+/// Call `check` until it returns `Some`, and return that value; `None` once `timeout` has passed
+/// (`check` is called once more at the deadline). The pause between calls starts at 5 ms and
+/// doubles up to 50 ms: a fast condition is seen at once, a slow one is not polled hard on a
+/// machine of 2 cores shared with the servers under test.
+fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
 }
 
-/// Wait until something accepts TCP connections on 127.0.0.1:port.
-pub fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on 127.0.0.1:{port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+/// Whether `cond` comes to hold within `timeout`, for cleanups that must not panic.
+pub fn within(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    poll(timeout, || cond().then_some(())).is_some()
+}
+
+/// Wait until `cond` holds; past `timeout`, panic with `what` (what went wrong, for the reader of
+/// a failed test).
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool, what: impl Display) {
+    eventually_some(timeout, || cond().then_some(()), what)
+}
+
+/// Wait until `check` returns `Some`, and return its value; past `timeout`, panic with `what`.
+pub fn eventually_some<T>(
+    timeout: Duration,
+    check: impl FnMut() -> Option<T>,
+    what: impl Display,
+) -> T {
+    poll(timeout, check).unwrap_or_else(|| panic!("{what} (waited {timeout:?})"))
+}
+
+/// Wait until `check` returns `Ok`, and return its value; past `timeout`, panic with `what` and
+/// the last `Err`: what `check` saw instead.
+pub fn eventually_ok<T, E: Display>(
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, E>,
+    what: impl Display,
+) -> T {
+    let mut last = None;
+    let found = poll(timeout, || match check() {
+        Ok(value) => Some(value),
+        Err(e) => {
+            last = Some(e);
+            None
+        }
+    });
+    found.unwrap_or_else(|| {
+        let last = last.map(|e| e.to_string()).unwrap_or_default();
+        panic!("{what} (waited {timeout:?}); last seen: {last}")
+    })
+}
+
+// Ports. A port that `free_port` released may be taken by another test before the server under
+// test binds it: a fixture lets its program bind port 0 and reads the port back where the program
+// can (busybox httpd), and otherwise starts it again on new ports when it could not bind
+// (`with_free_ports`). Either way it checks that the listener is its own process's, not another
+// server's that took the port.
+
+/// A free TCP port on 127.0.0.1 (bound, then released): only where the program under test binds a
+/// port that the test must name beforehand (`docker run -p` in a script).
+pub fn free_port() -> u16 {
+    free_ports(1)[0]
+}
+
+/// `n` distinct free ports, all bound at once, then released. They are drawn at random from below
+/// the kernel's ephemeral range: the ports of outgoing connections (the request loops make
+/// thousands) and of `bind(0)` come from that range, and would take a released port there soon.
+fn free_ports(n: usize) -> Vec<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral.max(20_000));
+    let random = std::collections::hash_map::RandomState::new();
+    let mut held: Vec<TcpListener> = Vec::new();
+    for attempt in 0u64.. {
+        if held.len() == n {
+            break;
+        }
+        assert!(attempt < 1000, "no free port in {low}..{high}");
+        let mut h = random.build_hasher();
+        h.write_u64(attempt);
+        let port = low + (h.finish() % u64::from(high - low)) as u16;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
     }
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Start a server that cannot bind port 0 on `n` ports from `free_port`: `start` returns `None`
+/// when the server could not bind one (another process took it in between; see `bind_failed`),
+/// and it is started again on new ports, at most 5 times.
+pub fn with_free_ports<T>(n: usize, mut start: impl FnMut(&[u16]) -> Option<T>) -> T {
+    for _ in 0..5 {
+        if let Some(server) = start(&free_ports(n)) {
+            return server;
+        }
+    }
+    panic!("5 times in a row another process took a port before the server could bind it")
+}
+
+/// Whether a server's log says it could not bind a port because another process had it.
+pub fn bind_failed(log: &str) -> bool {
+    log.contains("Address already in use")
+}
+
+/// Wait until `child` (or a process it started) listens on every one of `ports`: `true`, or
+/// `false` if it exited first. Panics after 10 s.
+pub fn wait_listening(child: &mut Child, ports: &[u16]) -> bool {
+    let pid = child.id();
+    eventually_some(
+        Duration::from_secs(10),
+        || {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return Some(false);
+            }
+            listens_on(pid, ports).then_some(true)
+        },
+        format_args!("pid {pid} does not listen on {ports:?}"),
+    )
+}
+
+/// Whether `pid` (or a process it started) listens on every one of `ports` on 127.0.0.1: something
+/// accepts connections there (cheap), and it is this process, not another that took the port.
+pub fn listens_on(pid: u32, ports: &[u16]) -> bool {
+    if !ports
+        .iter()
+        .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+    {
+        return false;
+    }
+    let open = listening_ports(pid);
+    ports.iter().all(|p| open.contains(p))
+}
+
+/// A port on 127.0.0.1 where nothing listens, for tests of a refused connection: a socket bound to
+/// it that never listens, so connections are refused and no other process can bind it while this
+/// is held (it does not set SO_REUSEADDR).
+pub struct ClosedPort {
+    pub port: u16,
+    _socket: socket2::Socket,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a TCP socket");
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&any.into()).expect("bind 127.0.0.1:0");
+        let port = socket
+            .local_addr()
+            .unwrap()
+            .as_socket()
+            .expect("an IP address")
+            .port();
+        ClosedPort {
+            port,
+            _socket: socket,
+        }
+    }
+}
+
+// Processes, from /proc.
+
+/// One process.
+pub struct ProcStat {
+    pub pid: i32,
+    pub ppid: i32,
+    /// Not a zombie: daemons here are reparented to a PID 1 that reaps slowly, so an exited process
+    /// may linger as a zombie.
+    pub running: bool,
+    /// The command line, arguments separated by spaces.
+    pub title: String,
+}
+
+/// Every process of this machine.
+pub fn processes() -> Vec<ProcStat> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let title = std::fs::read(entry.path().join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        out.push(ProcStat {
+            pid,
+            ppid: fields[1].parse().unwrap_or(0),
+            running: fields[0] != "Z",
+            title,
+        });
+    }
+    out
+}
+
+/// The running children of `pid`.
+pub fn children(pid: i32) -> Vec<i32> {
+    processes()
+        .into_iter()
+        .filter(|p| p.ppid == pid && p.running)
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// The inodes of the sockets that `pid` and its descendants hold.
+fn socket_inodes(pid: u32) -> std::collections::HashSet<String> {
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", tree[i]));
+        for task in tasks.into_iter().flatten().flatten() {
+            let kids = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            tree.extend(
+                kids.split_whitespace()
+                    .filter_map(|k| k.parse::<u32>().ok()),
+            );
+        }
+        i += 1;
+    }
+    let mut inodes = std::collections::HashSet::new();
+    for p in tree {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{p}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                let link = link.to_string_lossy().into_owned();
+                if let Some(inode) = link
+                    .strip_prefix("socket:[")
+                    .and_then(|l| l.strip_suffix(']'))
+                {
+                    inodes.insert(inode.to_string());
+                }
+            }
+        }
+    }
+    inodes
+}
+
+/// The TCP ports on which `pid` or one of its descendants holds a listening socket: their socket
+/// fds matched against the kernel's listening sockets.
+pub fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes = socket_inodes(pid);
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    tcp_listeners()
+        .into_iter()
+        .filter(|(_, inode)| inodes.contains(&inode.to_string()))
+        .map(|(port, _)| port)
+        .collect()
+}
+
+/// Every listening TCP socket of this machine (IPv4 and IPv6): its port and inode, from the
+/// kernel's sock_diag netlink interface, which dumps only the listening ones. (/proc/net/tcp lists
+/// every connection too: the request loops leave thousands in TIME_WAIT, and each read of it
+/// cost about 10 ms of kernel time.)
+fn tcp_listeners() -> Vec<(u16, u32)> {
+    use std::io::Read;
+    const AF_NETLINK: i32 = 16;
+    const NETLINK_SOCK_DIAG: i32 = 4;
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLM_F_REQUEST_DUMP: u16 = 0x1 | 0x300;
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const TCP_LISTEN: u32 = 10;
+    let netlink = socket2::Socket::new(
+        socket2::Domain::from(AF_NETLINK),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::from(NETLINK_SOCK_DIAG)),
+    )
+    .expect("a sock_diag netlink socket");
+    let mut found = Vec::new();
+    for family in [2u8, 10u8] {
+        // struct nlmsghdr, then struct inet_diag_req_v2: family, IPPROTO_TCP, ext, pad, states,
+        // and a zeroed inet_diag_sockid (48 bytes).
+        let mut request = Vec::with_capacity(72);
+        request.extend_from_slice(&72u32.to_ne_bytes());
+        request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        request.extend_from_slice(&NLM_F_REQUEST_DUMP.to_ne_bytes());
+        request.extend_from_slice(&[0; 8]);
+        request.extend_from_slice(&[family, 6, 0, 0]);
+        request.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+        request.extend_from_slice(&[0; 48]);
+        netlink.send(&request).expect("a sock_diag request");
+        let mut buf = vec![0u8; 64 * 1024];
+        'dump: loop {
+            let n = (&netlink).read(&mut buf).expect("a sock_diag answer");
+            let mut at = 0;
+            while at + 16 <= n {
+                let u32_at = |i: usize| u32::from_ne_bytes(buf[i..i + 4].try_into().unwrap());
+                let len = u32_at(at) as usize;
+                let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+                if kind == NLMSG_DONE || len < 16 {
+                    break 'dump;
+                }
+                assert_ne!(kind, NLMSG_ERROR, "sock_diag refused the request");
+                // struct inet_diag_msg: the source port (big-endian) at 4, the inode at 68.
+                let msg = at + 16;
+                let port = u16::from_be_bytes([buf[msg + 4], buf[msg + 5]]);
+                found.push((port, u32_at(msg + 68)));
+                at += (len + 3) & !3;
+            }
+        }
+    }
+    found
 }
 
 /// A program this machine must have for the tests (installed by `.ci/run`).
@@ -198,7 +510,8 @@ pub fn require(program: &str) -> String {
     panic!("{program} is not installed: run `bash .ci/run` (or apt-get install it) first");
 }
 
-/// A real busybox httpd serving a folder, stopped when dropped.
+/// A real busybox httpd serving a folder, stopped when dropped. It binds port 0 itself and the
+/// port is read back, so no other test can take it first.
 pub struct Httpd {
     pub port: u16,
     pub root: TempDir,
@@ -206,25 +519,37 @@ pub struct Httpd {
 }
 
 impl Httpd {
-    /// Serve `index.html` with `body` on a free port.
+    /// Serve `index.html` with `body`.
     pub fn start(body: &str) -> Httpd {
         let busybox = require("busybox");
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("index.html"), body).unwrap();
-        let port = free_port();
-        let child = Command::new(busybox)
-            .args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"])
+        let mut child = Command::new(busybox)
+            .args(["httpd", "-f", "-p", "127.0.0.1:0", "-h"])
             .arg(root.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("busybox httpd starts");
-        wait_port(port);
+        let pid = child.id();
+        let port = eventually_some(
+            Duration::from_secs(10),
+            || {
+                assert!(matches!(child.try_wait(), Ok(None)), "busybox httpd exited");
+                listening_ports(pid).first().copied()
+            },
+            "busybox httpd does not listen",
+        );
         Httpd { port, root, child }
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Serve `content` at `/<name>` too.
+    pub fn serve(&self, name: &str, content: &[u8]) {
+        std::fs::write(self.root.path().join(name), content).unwrap();
     }
 }
 
@@ -258,8 +583,8 @@ pub fn journal_lines(path: &Path) -> Vec<serde_json::Value> {
 /// nothing but the command itself runs (root's ~/.bashrc here costs 130 ms per command).
 pub const SSH_USER: &str = "runner-test";
 
-/// A real sshd on a free 127.0.0.1 port with its own host key, client key and known_hosts, in a
-/// temporary directory; stopped when dropped.
+/// A real sshd on 127.0.0.1 with its own host key, client key and known_hosts, in a temporary
+/// directory; stopped when dropped.
 pub struct Sshd {
     pub port: u16,
     pub dir: TempDir,
@@ -307,36 +632,46 @@ impl Sshd {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(p("authorized_keys"), std::fs::Permissions::from_mode(0o644))
             .unwrap();
-        let port = free_port();
         let host_pub = std::fs::read_to_string(p("host_key.pub")).unwrap();
         let host_pub: Vec<&str> = host_pub.split_whitespace().collect();
-        std::fs::write(
-            p("known_hosts"),
-            format!("[127.0.0.1]:{port} {} {}\n", host_pub[0], host_pub[1]),
-        )
-        .unwrap();
-        std::fs::write(
-            p("sshd_config"),
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
-                 UsePAM no\nUseDNS no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PermitRootLogin prohibit-password\nLogLevel VERBOSE\nMaxSessions 10\nSubsystem sftp internal-sftp\n",
-                hk = p("host_key").display(),
-                ak = p("authorized_keys").display(),
-                pid = p("sshd.pid").display(),
-            ),
-        )
-        .unwrap();
         let log = p("sshd.log");
-        let child = Command::new(sshd)
-            .args(["-D", "-f"])
-            .arg(p("sshd_config"))
-            .arg("-E")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("sshd starts");
-        wait_port(port);
+        // sshd cannot bind port 0: on a port taken meanwhile it exits, and starts again on another.
+        let (port, child) = with_free_ports(1, |ports| {
+            let port = ports[0];
+            std::fs::write(
+                p("known_hosts"),
+                format!("[127.0.0.1]:{port} {} {}\n", host_pub[0], host_pub[1]),
+            )
+            .unwrap();
+            std::fs::write(
+                p("sshd_config"),
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
+                     UsePAM no\nUseDNS no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                     PermitRootLogin prohibit-password\nLogLevel VERBOSE\nMaxSessions 10\nSubsystem sftp internal-sftp\n",
+                    hk = p("host_key").display(),
+                    ak = p("authorized_keys").display(),
+                    pid = p("sshd.pid").display(),
+                ),
+            )
+            .unwrap();
+            let _ = std::fs::remove_file(&log);
+            let mut child = Command::new(&sshd)
+                .args(["-D", "-f"])
+                .arg(p("sshd_config"))
+                .arg("-E")
+                .arg(&log)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("sshd starts");
+            if wait_listening(&mut child, &[port]) {
+                return Some((port, child));
+            }
+            let _ = child.wait();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(bind_failed(&text), "sshd exited:\n{text}");
+            None
+        });
         Sshd {
             port,
             key: p("id_ed25519"),
@@ -377,14 +712,13 @@ impl Sshd {
     /// Assert that every ssh master of a finished run is gone (`ssh -O exit` is asynchronous on the
     /// master's side, so this allows it a moment).
     pub fn assert_no_clients_left(&self) {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while !self.client_processes().is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(
-            self.client_processes().is_empty(),
-            "ssh processes left behind: {:?}",
-            self.client_processes()
+        eventually_ok(
+            Duration::from_secs(3),
+            || match self.client_processes() {
+                left if left.is_empty() => Ok(()),
+                left => Err(format!("{left:?}")),
+            },
+            "ssh processes left behind",
         );
     }
 
@@ -424,6 +758,334 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// HAProxy.
+
+/// A real haproxy (2.6) in its own temp dir, stopped when dropped. Its frontend `fe` sends to
+/// backend `web_servers`; by default (the standard topology) that holds `web1`, `web2` and a
+/// `backup` server (roundrobin), three busybox httpd started with it that answer their name, and a
+/// backend `static_servers` (static-rr) holds `s1` and `s2` on web1's and web2's httpd. Servers are
+/// health-checked. Stats sockets: `admin` (level admin), `user` (level user), TCP `tcp` (admin);
+/// with `master()`, a master CLI `master`. Built with `Haproxy::builder()`.
+pub struct Haproxy {
+    dir: TempDir,
+    child: Child,
+    /// The stats socket at level admin: the one scripts use.
+    pub admin: PathBuf,
+    /// A stats socket at level user (reads only).
+    pub user: PathBuf,
+    /// The master CLI (`haproxy -W -S`); there only when built with `master()`.
+    pub master: PathBuf,
+    /// A stats socket at level admin on TCP.
+    pub tcp: u16,
+    /// The frontend's port.
+    pub front: u16,
+    /// The standard topology's backend servers, by name.
+    httpds: Vec<(&'static str, Httpd)>,
+}
+
+/// How to start a `Haproxy`.
+pub struct HaproxyBuilder {
+    master: bool,
+    stats_timeout: &'static str,
+    retries: u32,
+    check_inter: &'static str,
+    servers: Option<Vec<(String, u16)>>,
+}
+
+impl HaproxyBuilder {
+    /// Run as a master and workers (`haproxy -W -S master.sock`), with a master CLI.
+    pub fn master(mut self) -> Self {
+        self.master = true;
+        self
+    }
+
+    /// `stats timeout`: how long HAProxy keeps an idle CLI connection (default 10s).
+    pub fn stats_timeout(mut self, timeout: &'static str) -> Self {
+        self.stats_timeout = timeout;
+        self
+    }
+
+    /// `retries` (default 3, with `option redispatch`); 0 makes a request sent to a stopped backend
+    /// fail instead of being retried elsewhere.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// The interval of health checks (default 1s).
+    pub fn check_inter(mut self, inter: &'static str) -> Self {
+        self.check_inter = inter;
+        self
+    }
+
+    /// `web_servers` holds these servers (name, port on 127.0.0.1) instead of the standard
+    /// topology: no httpd is started and there is no `static_servers`.
+    pub fn servers(mut self, servers: &[(&str, u16)]) -> Self {
+        self.servers = Some(servers.iter().map(|(n, p)| (n.to_string(), *p)).collect());
+        self
+    }
+
+    fn config(&self, dir: &Path, front: u16, tcp: u16, httpds: &[(&str, Httpd)]) -> String {
+        let inter = self.check_inter;
+        let server = |name: &str, port: u16, extra: &str| {
+            format!("    server {name} 127.0.0.1:{port}{extra} check inter {inter}\n")
+        };
+        let backends = match &self.servers {
+            Some(servers) => {
+                let lines: String = servers.iter().map(|(n, p)| server(n, *p, "")).collect();
+                format!("backend web_servers\n    balance roundrobin\n{lines}")
+            }
+            None => {
+                let port = |name: &str| httpds.iter().find(|(n, _)| *n == name).unwrap().1.port;
+                format!(
+                    "backend web_servers\n    balance roundrobin\n{}{}{}\
+                     backend static_servers\n    balance static-rr\n{}{}",
+                    server("web1", port("web1"), ""),
+                    server("web2", port("web2"), ""),
+                    server("backup", port("backup"), " backup"),
+                    server("s1", port("web1"), ""),
+                    server("s2", port("web2"), ""),
+                )
+            }
+        };
+        format!(
+            "global\n\
+             \x20   stats socket {admin} mode 600 level admin\n\
+             \x20   stats socket {user} mode 600 level user\n\
+             \x20   stats socket ipv4@127.0.0.1:{tcp} level admin\n\
+             \x20   stats timeout {stats_timeout}\n\
+             \x20   # small socket buffers: a rate-limited download keeps its session until it ends\n\
+             \x20   tune.sndbuf.client 16384\n\
+             defaults\n\
+             \x20   mode http\n\
+             \x20   timeout connect 1s\n\
+             \x20   timeout client 10s\n\
+             \x20   timeout server 10s\n\
+             \x20   retries {retries}\n\
+             \x20   option redispatch\n\
+             frontend fe\n\
+             \x20   bind 127.0.0.1:{front}\n\
+             \x20   default_backend web_servers\n\
+             {backends}",
+            admin = dir.join("admin.sock").display(),
+            user = dir.join("user.sock").display(),
+            stats_timeout = self.stats_timeout,
+            retries = self.retries,
+        )
+    }
+
+    pub fn start(self) -> Haproxy {
+        let haproxy = require("haproxy");
+        let dir = tempfile::Builder::new()
+            .prefix("runner-haproxy-")
+            .tempdir()
+            .unwrap();
+        let httpds = match self.servers {
+            Some(_) => Vec::new(),
+            None => vec![
+                ("web1", Httpd::start("web1\n")),
+                ("web2", Httpd::start("web2\n")),
+                ("backup", Httpd::start("backup\n")),
+            ],
+        };
+        let (admin, user, master) = (
+            dir.path().join("admin.sock"),
+            dir.path().join("user.sock"),
+            dir.path().join("master.sock"),
+        );
+        let cfg = dir.path().join("haproxy.cfg");
+        let log_path = dir.path().join("haproxy.log");
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        // HAProxy cannot bind port 0: on a port taken meanwhile it exits, and starts again on others.
+        let (front, tcp, child) = with_free_ports(2, |ports| {
+            let (front, tcp) = (ports[0], ports[1]);
+            std::fs::write(&cfg, self.config(dir.path(), front, tcp, &httpds)).unwrap();
+            let out = std::fs::File::create(&log_path).unwrap();
+            let mut cmd = Command::new(&haproxy);
+            cmd.arg("-db");
+            if self.master {
+                cmd.arg("-W").arg("-S").arg(&master);
+            }
+            let mut child = cmd
+                .arg("-f")
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .expect("haproxy starts");
+            if wait_listening(&mut child, &[front, tcp]) {
+                return Some((front, tcp, child));
+            }
+            let _ = child.wait();
+            assert!(bind_failed(&log()), "haproxy exited:\n{}", log());
+            None
+        });
+        eventually_ok(
+            Duration::from_secs(10),
+            || {
+                if UnixStream::connect(&admin).is_ok()
+                    && (!self.master || UnixStream::connect(&master).is_ok())
+                {
+                    Ok(())
+                } else {
+                    Err(format!("\n{}", log()))
+                }
+            },
+            "haproxy did not open its sockets",
+        );
+        Haproxy {
+            dir,
+            child,
+            admin,
+            user,
+            master,
+            tcp,
+            front,
+            httpds,
+        }
+    }
+}
+
+impl Haproxy {
+    /// The standard topology with the defaults.
+    pub fn start() -> Haproxy {
+        Haproxy::builder().start()
+    }
+
+    pub fn builder() -> HaproxyBuilder {
+        HaproxyBuilder {
+            master: false,
+            stats_timeout: "10s",
+            retries: 3,
+            check_inter: "1s",
+            servers: None,
+        }
+    }
+
+    /// The admin socket's path, as scripts name it: `haproxy("...")`.
+    pub fn sock(&self) -> String {
+        self.admin.display().to_string()
+    }
+
+    /// The frontend's URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.front)
+    }
+
+    /// The process started (the master, with `master()`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its temp dir: the configuration, the sockets and the log are there.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The configuration file (a master reloads it).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("haproxy.cfg")
+    }
+
+    /// What haproxy printed.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+    }
+
+    /// A server of the standard topology: `web1`, `web2` or `backup`.
+    pub fn httpd(&self, name: &str) -> &Httpd {
+        self.httpds
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, h)| h)
+            .unwrap_or_else(|| panic!("no httpd {name} behind this haproxy"))
+    }
+
+    /// One command on the admin socket the way `socat` sends it, for checks independent of runner.
+    pub fn raw(&self, command: &str) -> String {
+        socat(&self.admin, command)
+    }
+
+    /// One command on the master CLI, the same way.
+    pub fn raw_master(&self, command: &str) -> String {
+        socat(&self.master, command)
+    }
+
+    /// The current weight of `web_servers/<server>`, read with `get weight`.
+    pub fn weight(&self, server: &str) -> i64 {
+        let answer = self.raw(&format!("get weight web_servers/{server}"));
+        answer
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("get weight {server}: {answer:?}"))
+    }
+
+    /// The status column of `show stat` for `web_servers/<server>`.
+    pub fn status(&self, server: &str) -> String {
+        let stat = self.raw("show stat");
+        let header: Vec<&str> = stat
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let col = header.iter().position(|h| *h == "status").unwrap();
+        stat.lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|f| f[0] == "web_servers" && f[1] == server)
+            .map(|f| f[col].to_string())
+            .unwrap_or_else(|| panic!("no web_servers/{server} in {stat}"))
+    }
+
+    /// Wait until HAProxy has seen `web_servers/<server>` answer its health checks.
+    pub fn wait_up(&self, server: &str) {
+        eventually_ok(
+            Duration::from_secs(15),
+            || match self.status(server) {
+                up if up.starts_with("UP") => Ok(()),
+                other => Err(other),
+            },
+            format_args!("web_servers/{server} is not UP"),
+        );
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        // TERM, so that a master stops its workers too.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        if !within(Duration::from_secs(3), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        }) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One command on a fresh connection to a unix socket, read to EOF (retried while the socket
+/// refuses connections).
+pub fn socat(socket: &Path, command: &str) -> String {
+    let mut s = eventually_ok(
+        Duration::from_secs(5),
+        || UnixStream::connect(socket),
+        format_args!("cannot connect to {}", socket.display()),
+    );
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    // As socat does at the end of its input: the master CLI answers, then waits for more until then.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 // Docker: the engine, and the test web server image.
@@ -600,11 +1262,11 @@ impl Traffic {
 
     /// Wait until `n` more answers than `mark` came in.
     pub fn wait_past(&self, mark: usize, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.mark() < mark + n {
-            assert!(Instant::now() < deadline, "the request loop is stuck");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually(
+            Duration::from_secs(10),
+            || self.mark() >= mark + n,
+            "the request loop is stuck",
+        );
     }
 
     pub fn stop(mut self) -> Vec<Response> {

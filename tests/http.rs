@@ -27,7 +27,8 @@ fn http_get_of_a_missing_page_returns_its_status() {
 
 #[test]
 fn http_get_connection_refused_is_a_clear_error_naming_the_url() {
-    let port = free_port();
+    let closed = ClosedPort::new();
+    let port = closed.port;
     Test::new()
         .script(&format!("http_get(\"http://127.0.0.1:{port}/health\");"))
         .run()
@@ -62,7 +63,8 @@ fn wait_http_times_out_with_what_it_saw_last() {
 
 #[test]
 fn wait_http_on_a_closed_port_times_out_with_the_connection_error() {
-    let port = free_port();
+    let closed = ClosedPort::new();
+    let port = closed.port;
     Test::new()
         .script(&format!(
             "wait_http(\"http://127.0.0.1:{port}/\", #{{timeout: 0.3}});"

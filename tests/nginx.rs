@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -71,26 +71,44 @@ impl Nginx {
             std::fs::create_dir(dir.path().join(sub)).unwrap();
         }
         std::fs::write(dir.path().join("html/big.bin"), big_file()).unwrap();
-        let nginx = Nginx {
+        let mut nginx = Nginx {
             dir,
-            port: free_port(),
+            port: 0,
             owner,
             mode,
         };
         nginx.replace_binary(&build(1), 0o755);
-        nginx.set_version("v1");
-        let mut command = if mode == Mode::Foreground {
+        // nginx cannot listen on port 0: on a port taken meanwhile it gives up after its own
+        // retries (2.5 s), and starts again on another.
+        with_free_ports(1, |ports| {
+            nginx.port = ports[0];
+            nginx.try_start().then_some(())
+        });
+        eventually(
+            Duration::from_secs(10),
+            || nginx.get("/").is_ok(),
+            "nginx does not answer",
+        );
+        nginx
+    }
+
+    /// Start the master on `self.port`: `true` once it listens there, `false` if the port was taken.
+    fn try_start(&self) -> bool {
+        let error_log = self.path("logs/error.log");
+        let _ = std::fs::remove_file(&error_log);
+        self.set_version("v1");
+        let mut command = if self.mode == Mode::Foreground {
             let mut sh = Command::new("sh");
             // nginx takes the process that started it for its parent when it starts: exit once
             // it has.
             sh.args(["-c", "\"$@\" </dev/null >/dev/null 2>&1 & sleep 0.2", "sh"])
-                .arg(nginx.binary());
+                .arg(self.binary());
             sh
         } else {
-            Command::new(nginx.binary())
+            Command::new(self.binary())
         };
-        if let Some((uid, gid)) = owner {
-            for entry in walk(nginx.dir.path()) {
+        if let Some((uid, gid)) = self.owner {
+            for entry in walk(self.dir.path()) {
                 std::os::unix::fs::chown(entry, Some(uid), Some(gid)).unwrap();
             }
             command.uid(uid).gid(gid);
@@ -98,12 +116,12 @@ impl Nginx {
         // The absolute path matters: USR2 re-executes exactly the path the master was started with.
         command
             .arg("-p")
-            .arg(nginx.dir.path())
+            .arg(self.dir.path())
             .arg("-c")
-            .arg(nginx.path("nginx.conf"))
+            .arg(self.path("nginx.conf"))
             .arg("-e")
-            .arg(nginx.path("logs/error.log"));
-        match mode {
+            .arg(&error_log);
+        match self.mode {
             Mode::Conf => {}
             Mode::Globals => {
                 command.args(["-g", "daemon on; master_process on;"]);
@@ -113,14 +131,27 @@ impl Nginx {
             }
         }
         let status = command.status().unwrap();
-        assert!(status.success(), "nginx did not start: {status}");
-        wait_port(nginx.port);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while nginx.get("/").is_err() {
-            assert!(Instant::now() < deadline, "nginx does not answer");
-            std::thread::sleep(Duration::from_millis(20));
+        let log = || std::fs::read_to_string(&error_log).unwrap_or_default();
+        // A daemon's start fails when it cannot bind; one in the foreground says so in its log.
+        let listening = eventually_some(
+            Duration::from_secs(10),
+            || {
+                if !status.success() || log().contains("still could not bind()") {
+                    return Some(false);
+                }
+                let master = read_pid(&self.pidfile())?;
+                listens_on(master as u32, &[self.port]).then_some(true)
+            },
+            format_args!("nginx does not listen on {}", self.port),
+        );
+        if !listening {
+            assert!(
+                bind_failed(&log()),
+                "nginx did not start: {status}\n{}",
+                log()
+            );
         }
-        nginx
+        listening
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -293,48 +324,6 @@ fn big_file() -> Vec<u8> {
         .collect()
 }
 
-/// One process, from /proc.
-struct Proc {
-    pid: i32,
-    ppid: i32,
-    running: bool,
-    title: String,
-}
-
-fn processes() -> Vec<Proc> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let title = std::fs::read(entry.path().join("cmdline"))
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-            .unwrap_or_default();
-        out.push(Proc {
-            pid,
-            ppid: fields[1].parse().unwrap_or(0),
-            running: fields[0] != "Z",
-            title,
-        });
-    }
-    out
-}
-
-fn children(pid: i32) -> Vec<i32> {
-    processes()
-        .into_iter()
-        .filter(|p| p.ppid == pid && p.running)
-        .map(|p| p.pid)
-        .collect()
-}
-
 /// Whether `pid` runs (a zombie has exited: daemons here are reparented to a PID 1 that never reaps).
 fn running(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -439,11 +428,11 @@ impl Download {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) == 0 {
-            assert!(Instant::now() < deadline, "the download does not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(
+            Duration::from_secs(5),
+            || std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) > 0,
+            "the download does not start",
+        );
         Download { child, out }
     }
 
@@ -939,11 +928,11 @@ fn rollback_while_the_new_master_finishes_a_long_download_is_rolled_back() {
 
     // The download ends intact; then the new master exits and the old one takes the pid file back.
     download.assert_intact();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while nginx.masters() != vec![old] || read_pid(&nginx.pidfile()) != Some(old) {
-        assert!(Instant::now() < deadline, "the new master did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(5),
+        || nginx.masters() == vec![old] && read_pid(&nginx.pidfile()) == Some(old),
+        "the new master did not exit",
+    );
     assert!(!Path::new(&format!("{}.oldbin", nginx.pidfile())).exists());
     assert_eq!(children(old), vec![worker]);
 }

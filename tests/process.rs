@@ -3,7 +3,7 @@
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -39,14 +39,12 @@ impl Proc {
 
     /// The signal that ended it, waiting at most 5 s.
     fn killed_by(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status.signal();
-            }
-            assert!(Instant::now() < deadline, "pid {} did not end", self.pid());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let pid = self.pid();
+        eventually_some(
+            Duration::from_secs(5),
+            || self.0.try_wait().unwrap().map(|status| status.signal()),
+            format_args!("pid {pid} did not end"),
+        )
     }
 
     fn still_running(&mut self) -> bool {

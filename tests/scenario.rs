@@ -2,19 +2,16 @@
 //! servers behind a real haproxy, each "host" a test sshd on 127.0.0.1 (the same docker engine,
 //! reached as the test user over SSH), named by an inventory, under a request loop.
 
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
 use crate::harness::*;
 
-/// One web server "host": its sshd, its v1 container published on a free 127.0.0.1 port, and its
+/// One web server "host": its sshd, its v1 container published on a 127.0.0.1 port, and its
 /// web root (a bind mount holding the page). The container is removed when dropped.
 struct WebHost {
     sshd: Sshd,
@@ -44,35 +41,42 @@ impl WebHost {
         let index = root.path().join("index.html");
         std::fs::write(&index, page).unwrap();
         std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let port = free_port();
-        let host = WebHost {
+        // Removed when dropped, from here on.
+        let mut host = WebHost {
             sshd: Sshd::start(),
             container,
-            port,
+            port: 0,
             root,
         };
+        // Docker picks the published port (`-p 127.0.0.1::80`), which the redeploy publishes again.
         docker_ok(&[
             "run",
             "-d",
             "--name",
             &host.container,
             "-p",
-            &format!("127.0.0.1:{port}:80"),
+            "127.0.0.1::80",
             "-v",
             &format!("{}:/www:ro", host.root.path().display()),
             &test_image("v1"),
         ]);
+        let published = docker_ok(&["port", &host.container, "80/tcp"]);
+        host.port = published
+            .lines()
+            .find_map(|l| l.strip_prefix("127.0.0.1:"))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{}: published as {published:?}", host.container));
+        let port = host.port;
         // Serving: docker's proxy accepts connections before the httpd in the container listens.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while http_get_raw(port, "/") != Ok((200, page.trim().to_string())) {
-            assert!(
-                Instant::now() < deadline,
-                "{}: {:?}",
-                host.container,
-                http_get_raw(port, "/")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let page = page.trim().to_string();
+        eventually_ok(
+            Duration::from_secs(15),
+            || match http_get_raw(port, "/") {
+                Ok((200, body)) if body == page => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+            format_args!("{} does not serve its page", host.container),
+        );
         host
     }
 
@@ -108,110 +112,17 @@ impl Drop for WebHost {
     }
 }
 
-/// A real haproxy: frontend → backend `web_servers` with `web1` and `web2` on the given ports,
-/// health-checked, `retries 0` (a request sent to a stopped backend fails); an admin socket.
-struct Lb {
-    dir: TempDir,
-    child: Child,
-    admin: PathBuf,
-    front: u16,
-}
-
-impl Lb {
-    fn start(p1: u16, p2: u16) -> Lb {
-        let dir = tempfile::Builder::new()
-            .prefix("runner-haproxy-")
-            .tempdir()
-            .unwrap();
-        let admin = dir.path().join("admin.sock");
-        let front = free_port();
-        let cfg = format!(
-            "global\n    stats socket {admin} mode 600 level admin\n\
-             defaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n    retries 0\n\
-             frontend fe\n    bind 127.0.0.1:{front}\n    default_backend web_servers\n\
-             backend web_servers\n    balance roundrobin\n\
-             \x20   server web1 127.0.0.1:{p1} check inter 500ms\n\
-             \x20   server web2 127.0.0.1:{p2} check inter 500ms\n",
-            admin = admin.display(),
-        );
-        let cfg_path = dir.path().join("haproxy.cfg");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let log = std::fs::File::create(dir.path().join("haproxy.log")).unwrap();
-        let child = Command::new(require("haproxy"))
-            .arg("-db")
-            .arg("-f")
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("haproxy starts");
-        let lb = Lb {
-            dir,
-            child,
-            admin,
-            front,
-        };
-        wait_port(front);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&lb.admin).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "haproxy has no socket:\n{}",
-                lb.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        lb
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
-    }
-
-    /// The status column of `show stat` for `web_servers/<server>`, read without runner.
-    fn status(&self, server: &str) -> String {
-        let mut s = UnixStream::connect(&self.admin).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"show stat\n").unwrap();
-        let mut stat = String::new();
-        s.read_to_string(&mut stat).unwrap();
-        let header: Vec<&str> = stat.lines().next().unwrap().split(',').collect();
-        let col = header.iter().position(|h| *h == "status").unwrap();
-        stat.lines()
-            .map(|l| l.split(',').collect::<Vec<_>>())
-            .find(|f| f[0] == "web_servers" && f[1] == server)
-            .map(|f| f[col].to_string())
-            .unwrap_or_else(|| panic!("no web_servers/{server} in {stat}"))
-    }
-
-    /// Wait until HAProxy has seen `server` answer its health checks.
-    fn wait_up(&self, server: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.status(server).starts_with("UP") {
-            assert!(
-                Instant::now() < deadline,
-                "web_servers/{server} is {}",
-                self.status(server)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Lb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Two hosts and the haproxy in front of them, all serving v1: `web1` (inventory name and HAProxy
 /// name alike) and `node2` (HAProxy's `web2`, named by `haproxy_name`).
-fn setup() -> (WebHost, WebHost, Lb) {
+/// The haproxy checks every 500 ms and has `retries 0`: a request sent to a stopped backend fails.
+fn setup() -> (WebHost, WebHost, Haproxy) {
     let a = WebHost::start("web1 v1\n");
     let b = WebHost::start("web2 v1\n");
-    let lb = Lb::start(a.port, b.port);
+    let lb = Haproxy::builder()
+        .servers(&[("web1", a.port), ("web2", b.port)])
+        .check_inter("500ms")
+        .retries(0)
+        .start();
     lb.wait_up("web1");
     lb.wait_up("web2");
     (a, b, lb)
@@ -227,7 +138,7 @@ fn inventory(a: &WebHost, b: &WebHost, node2_extra: &str) -> String {
 }
 
 /// `runner play scripts/docker-rolling-upgrade.rhai` with the inventory, upgrading to v2.
-fn play(lb: &Lb, inventory: &str) -> Test {
+fn play(lb: &Haproxy, inventory: &str) -> Test {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-rolling-upgrade.rhai");
     Test::new().file("inv.toml", inventory).args(&[
         "play",
@@ -235,7 +146,7 @@ fn play(lb: &Lb, inventory: &str) -> Test {
         "-i",
         "inv.toml",
         "-p",
-        &format!("socket={}", lb.admin.display()),
+        &format!("socket={}", lb.sock()),
         "-p",
         &format!("image={}", test_image("v2")),
         "-p",
@@ -277,7 +188,7 @@ fn docker_rolling_upgrade_over_ssh_hosts_drops_no_request_and_upgrades_one_serve
     assert!(lb.status("web2").starts_with("UP"), "{}", lb.status("web2"));
 
     // One server out at a time, each redeployed on its own host (over SSH) while out of rotation.
-    let sock = lb.admin.display().to_string();
+    let sock = lb.sock();
     let mut expected = Vec::new();
     for (server, host, h) in [("web1", "web1", &a), ("web2", "node2", &b)] {
         let lb_state = |s: &str| {
@@ -316,7 +227,8 @@ fn docker_rolling_upgrade_stops_at_a_host_whose_image_is_missing_leaving_its_old
     let (a, b, lb) = setup();
     let v2 = test_image("v2");
     // node2's image lives in a "registry" on a closed 127.0.0.1 port: its pull fails at once.
-    let absent = format!("127.0.0.1:{}/runner-test-absent:v2", free_port());
+    let registry = ClosedPort::new();
+    let absent = format!("127.0.0.1:{}/runner-test-absent:v2", registry.port);
     let traffic = Traffic::start(lb.front);
     traffic.wait_past(0, 20);
     let out = play(&lb, &inventory(&a, &b, &format!("image = \"{absent}\"\n")))

@@ -108,7 +108,8 @@ fn wrong_key_is_an_authentication_error() {
 
 #[test]
 fn closed_port_is_a_connection_refused_error() {
-    let port = free_port();
+    let closed = ClosedPort::new();
+    let port = closed.port;
     Test::new()
         .script(&format!("try {{ ssh(\"{SSH_USER}@127.0.0.1:{port}\", #{{known_hosts: \"off\"}}).run(\"true\") }} catch (e) {{ print(e.kind); throw e; }}"))
         .run()
@@ -349,10 +350,11 @@ fn sigint_during_a_remote_command_exits_130_and_leaves_no_ssh_process() {
     let mut buf = [0u8; 256];
     let _ = stderr.read(&mut buf).unwrap();
     // Wait until the connection is up and the command runs.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while sshd.accepted() == 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    eventually(
+        std::time::Duration::from_secs(10),
+        || sshd.accepted() > 0,
+        "sshd never accepted the connection",
+    );
     std::thread::sleep(std::time::Duration::from_millis(300));
     std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -420,22 +422,20 @@ fn remote_command_that_times_out_is_stopped_on_the_host() {
         .run()
         .success()
         .stdout_is("timeout\nstill usable\n\n");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        let left = std::process::Command::new("pgrep")
-            .args(["-u", SSH_USER, "-f", "sleep 43.1"])
-            .output()
-            .unwrap();
-        if left.stdout.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "left running on the host: {}",
-            String::from_utf8_lossy(&left.stdout)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    eventually_ok(
+        std::time::Duration::from_secs(3),
+        || {
+            let left = std::process::Command::new("pgrep")
+                .args(["-u", SSH_USER, "-f", "sleep 43.1"])
+                .output()
+                .unwrap();
+            match String::from_utf8_lossy(&left.stdout) {
+                pids if pids.is_empty() => Ok(()),
+                pids => Err(pids.into_owned()),
+            }
+        },
+        "left running on the host",
+    );
     sshd.assert_no_clients_left();
 }
 

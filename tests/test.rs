@@ -12,4 +12,5 @@ mod layout;
 mod nginx;
 mod process;
 mod scenario;
+mod snapshots;
 mod ssh;
