@@ -58,8 +58,9 @@ enum Command {
         #[arg(default_value = "all")]
         group: String,
     },
-    /// Show one run from its journal: its header, every change in order with its outcome and time,
-    /// what it left where. Default: the latest run.
+    /// Show one run: its header, every change with its outcome, what it left where
+    ///
+    /// From the run's journal; by default the latest run.
     Journal {
         /// The journal (default: the latest of $XDG_STATE_HOME/runner/runs/).
         file: Option<PathBuf>,
@@ -67,8 +68,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
     },
-    /// List past runs, newest first: start, script, user, outcome (ok, failed, interrupted,
-    /// incomplete, running), journal.
+    /// List past runs, newest first, with their outcome and journal
+    ///
+    /// Each run: its start, script, user, outcome (ok, failed, interrupted, incomplete, running)
+    /// and journal.
     Runs {
         /// How many.
         #[arg(long, default_value_t = 20)]

@@ -440,7 +440,7 @@ pub mod flow_api {
     /// wait's own timeout would be swallowed.
     ///
     /// ```rhai
-    /// wait_until(30, || try { http_get(url).status == 200 } catch (e) { if is_interruption(e) { throw e } false });
+    /// wait_until(30, || { try { http_get(url).status == 200 } catch (e) { if is_interruption(e) { throw e; } false } });
     /// ```
     pub fn is_interruption(e: Dynamic) -> bool {
         let kind = match e.read_lock::<rhai::Map>() {
