@@ -988,7 +988,7 @@ fn doc_lists_the_haproxy_functions() {
 // rolling::upgrade (stdlib/rolling.rhai) against the real haproxy.
 
 /// Kills the daemonized busybox httpd a redeploy started on `port`, when the test ends.
-struct KillHttpd(Vec<u16>);
+pub(crate) struct KillHttpd(pub Vec<u16>);
 
 impl Drop for KillHttpd {
     fn drop(&mut self) {

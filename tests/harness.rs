@@ -34,10 +34,17 @@ pub struct Outcome {
 
 impl Test {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("runner-test-")
-            .tempdir()
-            .expect("a temp dir");
+        Test::in_dir(
+            tempfile::Builder::new()
+                .prefix("runner-test-")
+                .tempdir()
+                .expect("a temp dir"),
+        )
+    }
+
+    /// Another invocation in the directory of an earlier one (its files, scripts and run
+    /// journals), e.g. `Test::in_dir(outcome.dir)`.
+    pub fn in_dir(dir: TempDir) -> Self {
         let state = dir.path().join("state");
         Test {
             dir,

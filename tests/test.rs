@@ -11,6 +11,7 @@ mod http;
 mod layout;
 mod nginx;
 mod process;
+mod record;
 mod scenario;
 mod snapshots;
 mod ssh;
