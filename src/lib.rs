@@ -26,6 +26,7 @@ pub mod resolver;
 pub mod run;
 pub mod runs;
 mod script;
+pub mod secrets;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

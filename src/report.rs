@@ -5,7 +5,7 @@
 //! - `--output json` gets one JSON object per line on stdout.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::error::{error_message, fmt_secs};
 use crate::resolver::Sources;
+use crate::secrets::Secrets;
 
 /// How events are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -32,6 +33,8 @@ pub struct Reporter {
     verbosity: i8,
     tty: bool,
     state: Mutex<Steps>,
+    /// Masked as `***` in every byte written.
+    secrets: Arc<Secrets>,
 }
 
 #[derive(Default)]
@@ -50,12 +53,18 @@ struct Step {
 
 impl Reporter {
     pub fn new(output: Output, verbosity: i8) -> Self {
+        Reporter::with_secrets(output, verbosity, Arc::default())
+    }
+
+    /// A reporter that masks the run's `secrets` in everything it writes.
+    pub fn with_secrets(output: Output, verbosity: i8, secrets: Arc<Secrets>) -> Self {
         let tty = output == Output::Human && std::io::stderr().is_terminal();
         Reporter {
             output,
             verbosity,
             tty,
             state: Mutex::new(Steps::default()),
+            secrets,
         }
     }
 
@@ -120,7 +129,11 @@ impl Reporter {
                     pb.enable_steady_tick(Duration::from_millis(100));
                     pb
                 });
-                pb.set_message(format!("{}{msg}", indent(depth)));
+                pb.set_message(
+                    self.secrets
+                        .mask(&format!("{}{msg}", indent(depth)))
+                        .into_owned(),
+                );
                 pb.reset_elapsed();
             }
             Output::Human => self.line(&format!("{}▸ {msg}", indent(depth))),
@@ -147,12 +160,13 @@ impl Reporter {
                 );
                 if self.tty {
                     if let Some(pb) = &st.spinner {
-                        pb.println(&text);
+                        pb.println(self.secrets.mask(&text));
                         if st.open.is_empty() {
                             pb.finish_and_clear();
                             st.spinner = None;
                         } else if let Some(parent) = st.open.last() {
-                            pb.set_message(format!("{}{}", indent(depth - 1), parent.msg));
+                            let msg = format!("{}{}", indent(depth - 1), parent.msg);
+                            pb.set_message(self.secrets.mask(&msg).into_owned());
                         }
                         return;
                     }
@@ -192,7 +206,7 @@ impl Reporter {
             Output::Json => self.event(json!({"event": "print", "text": text})),
             Output::Human => self.suspend(|| {
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{text}");
+                let _ = writeln!(out, "{}", self.secrets.mask(text));
                 let _ = out.flush();
             }),
         }
@@ -249,7 +263,7 @@ impl Reporter {
                 self.event(ev)
             }
             Output::Human => self.suspend(|| {
-                let _ = writeln!(std::io::stderr(), "{rendered}");
+                let _ = writeln!(std::io::stderr(), "{}", self.secrets.mask(rendered));
             }),
         }
     }
@@ -268,7 +282,7 @@ impl Reporter {
             );
         }
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{ev}");
+        let _ = writeln!(out, "{}", self.secrets.mask(&ev.to_string()));
         let _ = out.flush();
     }
 
@@ -277,11 +291,16 @@ impl Reporter {
         // A closed stderr (`runner play x 2>&- | ...`) must not stop the run: write errors are ignored.
         if self.tty {
             self.suspend(|| {
-                let _ = writeln!(std::io::stderr(), "{text}");
+                let _ = writeln!(std::io::stderr(), "{}", self.secrets.mask(text));
             });
         } else {
             let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-            let _ = writeln!(std::io::stderr(), "{} {text}", &now[11..19]);
+            let _ = writeln!(
+                std::io::stderr(),
+                "{} {}",
+                &now[11..19],
+                self.secrets.mask(text)
+            );
         }
     }
 

@@ -18,6 +18,7 @@ use crate::journal::Journal;
 use crate::ledger::Ledger;
 use crate::report::Reporter;
 use crate::resolver::Sources;
+use crate::secrets::Secrets;
 
 thread_local! {
     /// The deadline of the innermost `poll` running on this thread.
@@ -30,6 +31,8 @@ pub struct Run {
     pub rt: tokio::runtime::Handle,
     pub report: Reporter,
     pub journal: Journal,
+    /// Values of `secret(...)`: masked in output, errors and the journal.
+    pub secrets: Arc<Secrets>,
     /// What the run changed and left, from its journal records.
     pub ledger: Mutex<Ledger>,
     pub sources: Arc<Sources>,
@@ -45,13 +48,15 @@ pub struct Run {
 
 impl Run {
     pub fn new(config: Config, rt: tokio::runtime::Handle, script_name: &str) -> Arc<Run> {
-        let report = Reporter::new(config.output, config.verbosity);
-        let journal = Journal::new(config.journal.clone(), script_name);
+        let secrets = Arc::<Secrets>::default();
+        let report = Reporter::with_secrets(config.output, config.verbosity, secrets.clone());
+        let journal = Journal::new(config.journal.clone(), script_name, secrets.clone());
         Arc::new(Run {
             config,
             rt,
             report,
             journal,
+            secrets,
             ledger: Mutex::default(),
             sources: Arc::default(),
             ssh: Default::default(),

@@ -32,6 +32,19 @@ pub fn execute(
             return Err(e);
         }
     };
+    // `play` refuses what `runner check` refuses, before anything runs: a misspelled function
+    // after the first change would otherwise stop the run half-way.
+    if path.is_some() {
+        let errors = crate::check::unknown_functions(&run, &engine, &ast, source);
+        if !errors.is_empty() {
+            let e = Error::Compile(format!(
+                "{}\n  = the script does not pass `runner check`: nothing was run",
+                errors.join("\n")
+            ));
+            run.report.error(&e.to_string(), json!({"exit_code": 2}));
+            return Err(e);
+        }
+    }
     let resumed = match resume(&run, text) {
         Ok(r) => r,
         Err(e) => {

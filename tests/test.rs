@@ -12,6 +12,7 @@ mod layout;
 mod nginx;
 mod process;
 mod record;
+mod safety;
 mod scenario;
 mod snapshots;
 mod ssh;

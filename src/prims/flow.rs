@@ -146,6 +146,54 @@ pub mod flow_api {
         std::env::var(name).unwrap_or_else(|_| default.to_string())
     }
 
+    /// A secret from the environment variable `name`: its value is masked as `***` wherever runner
+    /// shows or records it (command lines under `-v`, errors, the journal, JSON events, `print`),
+    /// wherever it is embedded; the script itself gets the real value. Unset: an error.
+    ///
+    /// ```rhai
+    /// let token = secret("DEPLOY_TOKEN");
+    /// http_get(url, #{headers: #{Authorization: `Bearer ${token}`}});
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn secret(ctx: NativeCallContext, name: &str) -> Res<String> {
+        secret_with(ctx, name, rhai::Map::new())
+    }
+
+    /// `secret` with options: `file` (read the value from this file instead, e.g. a mounted secret;
+    /// a trailing newline is dropped; `name` then only names it in messages).
+    ///
+    /// ```rhai
+    /// let pw = secret("db", #{file: "/run/secrets/db_password"});
+    /// ```
+    #[rhai_fn(name = "secret", return_raw)]
+    pub fn secret_with(ctx: NativeCallContext, name: &str, options: rhai::Map) -> Res<String> {
+        let run = Run::of(&ctx);
+        let target = format!("secret {name}");
+        let o = Opts::new(options, &["file"], &target)?;
+        let value = match o.string("file")? {
+            Some(file) => std::fs::read_to_string(&file)
+                .map(|s| s.strip_suffix('\n').unwrap_or(&s).to_string())
+                .map_err(|e| {
+                    Failure::new(
+                        Kind::NotFound,
+                        &target,
+                        format!("secret {name}: cannot read {file}: {e}"),
+                    )
+                })?,
+            None => std::env::var(name).map_err(|_| {
+                Failure::usage(
+                    &target,
+                    format!("secret {name}: the environment variable {name} is not set (export it, or read the secret from a file with #{{file: PATH}})"),
+                )
+            })?,
+        };
+        if value.is_empty() {
+            return Err(Failure::usage(&target, format!("secret {name} is empty")).into());
+        }
+        run.secrets.add(&value);
+        Ok(value)
+    }
+
     /// Sleep for `seconds`. Ctrl-C interrupts it. (Replaces Rhai's built-in `sleep`, which cannot be
     /// interrupted.)
     ///
@@ -461,10 +509,28 @@ pub mod flow_api {
     }
 
     /// Ask a yes/no question on the terminal. `--yes` answers yes; with no terminal and no `--yes` it
-    /// is an error (a playbook in CI must not hang waiting for input). Under `--dry-run` it answers yes.
+    /// is an error (a playbook in CI must not hang waiting for input). Under `--dry-run` it answers
+    /// yes. Answered no, it stops the run (`kind` "refused"): nothing after it runs, and the deferred
+    /// cleanups run. Returns true when answered yes.
+    ///
+    /// ```rhai
+    /// confirm(`Upgrade ${servers.len()} servers?`);   // "no" stops here
+    /// ```
     #[rhai_fn(return_raw)]
     pub fn confirm(ctx: NativeCallContext, question: &str) -> Res<bool> {
+        confirm_with(ctx, question, rhai::Map::new())
+    }
+
+    /// `confirm` with options: `stop` (default true; false: a "no" returns false instead of
+    /// stopping the run).
+    ///
+    /// ```rhai
+    /// if confirm("Also restart the workers?", #{stop: false}) { restart_workers() }
+    /// ```
+    #[rhai_fn(name = "confirm", return_raw)]
+    pub fn confirm_with(ctx: NativeCallContext, question: &str, options: rhai::Map) -> Res<bool> {
         let run = Run::of(&ctx);
+        let stop = Opts::new(options, &["stop"], "confirm")?.bool("stop", true)?;
         if run.config.yes {
             run.report.info(&format!("{question} yes (--yes)"));
             return Ok(true);
@@ -488,10 +554,16 @@ pub mod flow_api {
             .lock()
             .read_line(&mut answer)
             .map_err(|e| Failure::new(Kind::Confirm, "confirm", format!("confirm: {e}")))?;
-        Ok(matches!(
-            answer.trim().to_ascii_lowercase().as_str(),
-            "y" | "yes"
-        ))
+        let yes = matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+        if !yes && stop {
+            return Err(Failure::new(
+                Kind::Refused,
+                "confirm",
+                format!("confirm: \"{question}\" was answered no: stopped here"),
+            )
+            .into());
+        }
+        Ok(yes)
     }
 
     /// Run `f` when the script ends: normally, on an error, or on Ctrl-C. Deferred closures run last
