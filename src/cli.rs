@@ -122,6 +122,12 @@ struct RunArgs {
     /// With --resume: resume a journal of another script (or of this one before it changed).
     #[arg(long, requires = "resume")]
     force: bool,
+    /// Watch these URLs while the play runs (the traffic guard): requests, failures, latency.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    watch: Vec<String>,
+    /// The guard's error budget: failed requests (N) or a rate (1%); over it, the play stops.
+    #[arg(long, value_name = "N|P%", requires = "watch")]
+    max_errors: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Human)]
     output: Output,
@@ -172,6 +178,14 @@ impl RunArgs {
             limit: self.limit,
             resume: self.resume,
             force: self.force,
+            watch: self.watch,
+            max_errors: self
+                .max_errors
+                .map(|m| {
+                    crate::prims::watch::Budget::parse(&m)
+                        .map_err(|e| Error::Usage(format!("--max-errors: {e}")))
+                })
+                .transpose()?,
         })
     }
 }

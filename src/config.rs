@@ -29,4 +29,8 @@ pub struct Config {
     pub resume: Option<PathBuf>,
     /// `--force`: resume a journal of another script (or of this one before it changed).
     pub force: bool,
+    /// `--watch URL,...`: traffic guards for the whole play.
+    pub watch: Vec<String>,
+    /// `--max-errors N|P%`: the error budget of the `--watch` guards.
+    pub max_errors: Option<crate::prims::watch::Budget>,
 }

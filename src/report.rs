@@ -83,6 +83,13 @@ impl Reporter {
         self.open_step(msg, target, true);
     }
 
+    /// The innermost step running now ("" outside any step): what the traffic guard's figures are
+    /// kept under.
+    pub fn current_step(&self) -> String {
+        let st = self.state.lock().unwrap();
+        st.open.last().map(|s| s.msg.clone()).unwrap_or_default()
+    }
+
     /// Finish the innermost scoped step (and any unscoped step nested in it).
     pub fn end_scoped_step(&self, ok: bool) {
         let mut st = self.state.lock().unwrap();

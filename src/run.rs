@@ -41,6 +41,10 @@ pub struct Run {
     cancel: Mutex<CancellationToken>,
     interrupted: AtomicBool,
     defers: Mutex<Vec<(FnPtr, NativeCallContextStore)>>,
+    /// The traffic guards probing while the run works (`watch`, `--watch`).
+    pub guards: Mutex<Vec<Arc<crate::prims::watch::Guard>>>,
+    /// Why a traffic guard stopped the run, if one did.
+    stopped_by_guard: Mutex<Option<String>>,
     /// Checkpoints completed (`once`), by key: in the run this one resumes, and in this run.
     checkpoints: Mutex<HashMap<String, Value>>,
     http: std::sync::OnceLock<reqwest::Client>,
@@ -64,6 +68,8 @@ impl Run {
             interrupted: AtomicBool::new(false),
             defers: Mutex::default(),
             checkpoints: Mutex::default(),
+            guards: Mutex::default(),
+            stopped_by_guard: Mutex::default(),
             http: Default::default(),
         })
     }
@@ -83,6 +89,18 @@ impl Run {
     pub fn interrupt(&self) {
         self.interrupted.store(true, Ordering::SeqCst);
         self.cancel.lock().unwrap().cancel();
+    }
+
+    /// A traffic guard's error budget is spent: stop at the next operation boundary, as Ctrl-C does
+    /// (the deferred cleanups run), but as a failure of the run (exit code 1), saying `why`.
+    pub fn stop_by_guard(&self, why: String) {
+        self.stopped_by_guard.lock().unwrap().get_or_insert(why);
+        self.interrupt();
+    }
+
+    /// Why a traffic guard stopped the run, if one did.
+    pub fn stopped_by_guard(&self) -> Option<String> {
+        self.stopped_by_guard.lock().unwrap().clone()
     }
 
     pub fn interrupted(&self) -> bool {

@@ -5,6 +5,7 @@ mod harness;
 mod cli;
 mod docker;
 mod flow;
+mod guard;
 mod haproxy;
 mod host;
 mod http;

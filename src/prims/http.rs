@@ -30,7 +30,7 @@ impl Response {
 
 /// The innermost cause of a request error: "Connection refused (os error 111)" rather than
 /// "error sending request for url".
-fn cause(e: &reqwest::Error) -> String {
+pub(crate) fn cause(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
     let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
     while let Some(s) = src {

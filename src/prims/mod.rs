@@ -10,6 +10,7 @@ pub mod host;
 pub mod http;
 pub mod process;
 pub mod ssh;
+pub mod watch;
 
 /// Every domain's module, by the name `runner doc MODULE` takes.
 pub fn modules() -> Vec<(&'static str, Module)> {
@@ -20,6 +21,7 @@ pub fn modules() -> Vec<(&'static str, Module)> {
         ("host", rhai::exported_module!(host::host_api)),
         ("http", rhai::exported_module!(http::http_api)),
         ("process", rhai::exported_module!(process::process_api)),
+        ("watch", rhai::exported_module!(watch::watch_api)),
     ]
 }
 
@@ -28,4 +30,5 @@ pub fn register_types(engine: &mut rhai::Engine) {
     engine.register_type_with_name::<host::Host>("Host");
     engine.register_type_with_name::<docker::Docker>("Docker");
     engine.register_type_with_name::<haproxy::Haproxy>("Haproxy");
+    engine.register_type_with_name::<watch::Watch>("Watch");
 }
