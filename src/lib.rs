@@ -21,11 +21,12 @@ pub mod journal;
 pub mod ledger;
 pub mod opts;
 pub mod prims;
+pub mod render;
 pub mod report;
 pub mod resolver;
 pub mod run;
 pub mod runs;
-mod script;
+pub mod script;
 pub mod secrets;
 
 use std::path::{Path, PathBuf};

@@ -25,6 +25,14 @@ thread_local! {
     static WAIT_DEADLINE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
 }
 
+/// A `defer` closure and where it was registered.
+struct Deferred {
+    seq: u64,
+    thread: std::thread::ThreadId,
+    f: FnPtr,
+    store: NativeCallContextStore,
+}
+
 /// One run: everything a primitive needs besides its arguments.
 pub struct Run {
     pub config: Config,
@@ -40,7 +48,9 @@ pub struct Run {
     pub ssh: crate::prims::ssh::Pool,
     cancel: Mutex<CancellationToken>,
     interrupted: AtomicBool,
-    defers: Mutex<Vec<(FnPtr, NativeCallContextStore)>>,
+    /// Deferred cleanups: (sequence number, the thread that registered it, the closure, its context).
+    defers: Mutex<Vec<Deferred>>,
+    defer_seq: std::sync::atomic::AtomicU64,
     /// The traffic guards probing while the run works (`watch`, `--watch`).
     pub guards: Mutex<Vec<Arc<crate::prims::watch::Guard>>>,
     /// Why a traffic guard stopped the run, if one did.
@@ -67,6 +77,7 @@ impl Run {
             cancel: Mutex::new(CancellationToken::new()),
             interrupted: AtomicBool::new(false),
             defers: Mutex::default(),
+            defer_seq: Default::default(),
             checkpoints: Mutex::default(),
             guards: Mutex::default(),
             stopped_by_guard: Mutex::default(),
@@ -180,6 +191,35 @@ impl Run {
         })
     }
 
+    /// `poll`, except under `--dry-run`, where the changes a wait waits for were skipped: the
+    /// condition is checked once, and when it does not hold yet the wait is only reported ("would
+    /// wait for ...") and None returned, so that a dry run goes on to the end.
+    pub fn wait<T>(
+        &self,
+        target: &str,
+        what: &str,
+        timeout: Duration,
+        interval: Duration,
+        mut probe: impl FnMut() -> Result<Result<T, String>, Failure>,
+    ) -> Result<Option<T>, Failure> {
+        if !self.dry_run() {
+            return self.poll(target, what, timeout, interval, probe).map(Some);
+        }
+        match probe()? {
+            Ok(v) => Ok(Some(v)),
+            Err(seen) => {
+                self.report.would(
+                    &format!(
+                        "wait for {what} (up to {}; now: {seen})",
+                        fmt_secs(timeout.as_secs_f64())
+                    ),
+                    target,
+                );
+                Ok(None)
+            }
+        }
+    }
+
     /// Poll `probe` every `interval` until it returns Ok(Ok(value)), or fail after `timeout` with the
     /// description of the last observation (`probe` returns Ok(Err(observation)) while waiting).
     /// Operations inside `probe` get at most the time left (see `block_on`); a probe that treats
@@ -247,14 +287,44 @@ impl Run {
     }
 
     pub fn defer(&self, f: FnPtr, ctx: &NativeCallContext) {
-        self.defers.lock().unwrap().push((f, ctx.store_data()));
+        let seq = self.defer_seq.fetch_add(1, Ordering::SeqCst);
+        self.defers.lock().unwrap().push(Deferred {
+            seq,
+            thread: std::thread::current().id(),
+            f,
+            store: ctx.store_data(),
+        });
     }
 
-    /// The deferred closures, last registered first.
-    pub fn take_defers(&self) -> Vec<(FnPtr, NativeCallContextStore)> {
-        let mut d = std::mem::take(&mut *self.defers.lock().unwrap());
-        d.reverse();
-        d
+    /// Where a scope (a `step(msg, || ...)`) begins: the defers registered after it, on this
+    /// thread, are that scope's.
+    pub fn defer_mark(&self) -> u64 {
+        self.defer_seq.load(Ordering::SeqCst)
+    }
+
+    /// The deferred closures, last registered first: every one (at the end of the run), or those
+    /// this thread registered since `mark` (at the end of a scope).
+    pub fn take_defers(&self, since: Option<u64>) -> Vec<(FnPtr, NativeCallContextStore)> {
+        let mut all = self.defers.lock().unwrap();
+        let me = std::thread::current().id();
+        let (mut taken, kept): (Vec<Deferred>, Vec<Deferred>) = std::mem::take(&mut *all)
+            .into_iter()
+            .partition(|d| since.is_none_or(|m| d.seq >= m && d.thread == me));
+        *all = kept;
+        taken.sort_by_key(|d| std::cmp::Reverse(d.seq));
+        taken.into_iter().map(|d| (d.f, d.store)).collect()
+    }
+
+    /// Run `f` (a scope's cleanups) even though the run is interrupted, then interrupted again, so
+    /// the script still stops at its next operation.
+    pub fn cleaning_up<T>(&self, f: impl FnOnce() -> T) -> T {
+        if !self.interrupted() {
+            return f();
+        }
+        self.allow_cleanup();
+        let r = f();
+        self.cancel.lock().unwrap().cancel();
+        r
     }
 
     /// The shared HTTP client.

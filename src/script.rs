@@ -79,7 +79,7 @@ pub fn execute(
                 }))
                 .unwrap_or_else(|panic| Err(internal_error(panic)));
                 let cleanup_ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_defers(&run, &engine)
+                    run_defers(&run, &engine, None)
                 }))
                 .unwrap_or(false);
                 (result, cleanup_ok)
@@ -343,10 +343,11 @@ fn internal_error(panic: Box<dyn std::any::Any + Send>) -> Box<EvalAltResult> {
     .into()
 }
 
-/// Run the deferred closures, last first. Returns false if any failed (each failure is a warning).
-fn run_defers(run: &Run, engine: &Engine) -> bool {
+/// Run the deferred closures, last first: every one left (at the end of the run), or those of a
+/// scope (`since` its mark). Returns false if any failed (each failure is a warning).
+pub fn run_defers(run: &Run, engine: &Engine, since: Option<u64>) -> bool {
     let mut ok = true;
-    for (f, store) in run.take_defers() {
+    for (f, store) in run.take_defers(since) {
         if run.interrupted() {
             run.allow_cleanup();
         }

@@ -50,6 +50,31 @@ fn unshare(v: &rhai::Dynamic, depth: usize) -> rhai::Dynamic {
     v
 }
 
+/// `step(message, || ...)`: `f` as a step; the `defer`s it registers run when it ends (done,
+/// failed or interrupted), and a failed cleanup fails the step.
+fn scoped_step(
+    ctx: &rhai::NativeCallContext,
+    message: &str,
+    target: Option<&str>,
+    f: &rhai::FnPtr,
+) -> Result<rhai::Dynamic, Box<rhai::EvalAltResult>> {
+    let run = crate::run::Run::of(ctx);
+    let mark = run.defer_mark();
+    run.report.begin_scoped_step(message, target);
+    let r = f.call_within_context::<rhai::Dynamic>(ctx, ());
+    let cleaned = run.cleaning_up(|| crate::script::run_defers(&run, ctx.engine(), Some(mark)));
+    run.report.end_scoped_step(r.is_ok() && cleaned);
+    match r {
+        Ok(_) if !cleaned => Err(crate::error::Failure::new(
+            crate::error::Kind::Script,
+            "step",
+            format!("step `{message}`: a deferred cleanup failed (see the warnings above)"),
+        )
+        .into()),
+        r => r,
+    }
+}
+
 /// How an item is named in messages: a host by its name, anything else as printed.
 fn label(item: &rhai::Dynamic) -> String {
     match item.read_lock::<crate::prims::host::Host>() {
@@ -258,7 +283,8 @@ pub mod flow_api {
     }
 
     /// `wait_until` with options: `interval` (seconds between checks, default 0.2), `what` (the text
-    /// of the timeout message).
+    /// of the timeout message). Under `--dry-run` the condition is checked once; if it does not hold
+    /// yet, the wait is reported ("would wait for ...") instead of waited for.
     #[rhai_fn(name = "wait_until", return_raw)]
     pub fn wait_until_with(
         ctx: NativeCallContext,
@@ -272,7 +298,7 @@ pub mod flow_api {
         let interval = opts.secs("interval")?.unwrap_or(Duration::from_millis(200));
         let what = opts.string("what")?.unwrap_or_else(|| "condition".into());
         let mut failure: Option<Box<EvalAltResult>> = None;
-        let r = run.poll(
+        let r = run.wait(
             "wait_until",
             &what,
             timeout,
@@ -292,7 +318,7 @@ pub mod flow_api {
         );
         match (r, failure) {
             (_, Some(e)) => Err(e),
-            (r, None) => Ok(r?),
+            (r, None) => r.map(drop).map_err(Into::into),
         }
     }
 
@@ -326,6 +352,13 @@ pub mod flow_api {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let results: Vec<Mutex<Option<Res<Dynamic>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        let report = &run.report;
+        if n > 0 {
+            report.begin_progress(
+                &format!("parallel over {n} item(s), {workers} at a time"),
+                n,
+            );
+        }
         std::thread::scope(|s| {
             for _ in 0..workers {
                 let (store, next, failed, results, items, f) =
@@ -341,7 +374,12 @@ pub mod flow_api {
                             break;
                         }
                         let c = store.create_context(engine);
-                        let r = f.call_within_context::<Dynamic>(&c, (items[i].clone(),));
+                        let label = super::label(&items[i]);
+                        report.progress(&label, None);
+                        let r = report.in_lane(&label, || {
+                            f.call_within_context::<Dynamic>(&c, (items[i].clone(),))
+                        });
+                        report.progress(&label, Some(r.is_ok()));
                         if r.is_err() {
                             failed.store(true, Ordering::SeqCst);
                         }
@@ -362,6 +400,9 @@ pub mod flow_api {
                 )),
                 None => {}
             }
+        }
+        if n > 0 {
+            report.end_scoped_step(errors.is_empty() && !run.interrupted());
         }
         if run.interrupted() {
             return Err(Failure::interrupted("parallel").into());
@@ -410,11 +451,7 @@ pub mod flow_api {
     /// ```
     #[rhai_fn(name = "step", return_raw)]
     pub fn step_with(ctx: NativeCallContext, message: &str, f: FnPtr) -> Res<Dynamic> {
-        let run = Run::of(&ctx);
-        run.report.begin_scoped_step(message, None);
-        let r = f.call_within_context::<Dynamic>(&ctx, ());
-        run.report.end_scoped_step(r.is_ok());
-        r
+        super::scoped_step(&ctx, message, None, &f)
     }
 
     /// `step(message, || ...)` about `target`.
@@ -429,11 +466,7 @@ pub mod flow_api {
         target: &str,
         f: FnPtr,
     ) -> Res<Dynamic> {
-        let run = Run::of(&ctx);
-        run.report.begin_scoped_step(message, Some(target));
-        let r = f.call_within_context::<Dynamic>(&ctx, ());
-        run.report.end_scoped_step(r.is_ok());
-        r
+        super::scoped_step(&ctx, message, Some(target), &f)
     }
 
     /// A checkpoint: run `f` once and return its value. Under `--resume JOURNAL`, a `key` that

@@ -15,6 +15,7 @@ use rhai::plugin::*;
 use rhai::Map;
 use serde_json::{json, Value};
 
+pub use crate::config::Budget;
 use crate::error::Failure;
 use crate::opts::Opts;
 use crate::run::Run;
@@ -23,53 +24,6 @@ use crate::run::Run;
 const DEFAULT_INTERVAL: Duration = Duration::from_millis(50);
 /// Time one request may take unless `timeout` says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How many failed requests a guard tolerates before it stops the run.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Budget {
-    /// No limit: the guard only measures.
-    None,
-    /// More than this many failures stops the run.
-    Count(u64),
-    /// More than this fraction of the requests (at least one failure) stops the run.
-    Rate(f64),
-}
-
-impl Budget {
-    /// `3`, or `"1%"`, as `--max-errors` and `max_errors` take it.
-    pub fn parse(s: &str) -> Result<Budget, String> {
-        let s = s.trim();
-        match s.strip_suffix('%') {
-            Some(p) => p
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|p| (0.0..=100.0).contains(p))
-                .map(|p| Budget::Rate(p / 100.0))
-                .ok_or_else(|| format!("the error budget {s:?} is not a percentage from 0% to 100%")),
-            None => s
-                .parse::<u64>()
-                .map(Budget::Count)
-                .map_err(|_| format!("the error budget {s:?} is not a number of failed requests or a percentage such as \"1%\"")),
-        }
-    }
-
-    fn exceeded(self, failed: u64, requests: u64) -> bool {
-        match self {
-            Budget::None => false,
-            Budget::Count(n) => failed > n,
-            Budget::Rate(r) => failed > ((r * requests as f64).floor() as u64).max(1),
-        }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Budget::None => "none".into(),
-            Budget::Count(n) => format!("{n} failed request(s)"),
-            Budget::Rate(r) => format!("{}% of the requests", r * 100.0),
-        }
-    }
-}
 
 /// Requests, failures and latencies of one URL (or of one step).
 #[derive(Clone)]

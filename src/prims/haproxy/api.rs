@@ -48,7 +48,7 @@ pub mod haproxy_api {
     }
 
     /// `haproxy` with options: `timeout` (seconds one command may take, default 5), `interval`
-    /// (seconds between two observations of `wait_drained`/`wait_status`, default 0.1), `master`
+    /// (seconds between two observations of `wait_drained`/`wait_status`, default 0.05), `master`
     /// (true: the socket is a master CLI, `haproxy -W -S`; every command goes to every worker, the
     /// old workers of a reload included, so that `wait_drained` also waits for their sessions).
     ///

@@ -19,7 +19,10 @@ use super::parse::*;
 /// Time one command may take (connecting included) unless the handle's `timeout` option says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time between two observations of `wait_drained` and `wait_status`.
-const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
+const DEFAULT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// An endpoint's label, the servers it was asked for, and the names of all its servers.
+type PerEndpoint = (String, Vec<Map>, Vec<String>);
 
 /// A handle on one or more HAProxy processes, through their stats sockets or master CLIs.
 /// Cloning it shares the open connections.
@@ -141,6 +144,20 @@ impl Haproxy {
         run: &Run,
         backend: &str,
     ) -> Result<Vec<(String, Vec<Map>)>, Failure> {
+        self.servers_named(run, backend, None)?
+            .into_iter()
+            .map(|(label, maps, _)| Ok((label, maps)))
+            .collect()
+    }
+
+    /// The servers of `backend` per endpoint (its label, the servers, every server name there):
+    /// all of them, or only `only`.
+    fn servers_named(
+        &self,
+        run: &Run,
+        backend: &str,
+        only: Option<&str>,
+    ) -> Result<Vec<PerEndpoint>, Failure> {
         check_backend(&self.label(), backend)?;
         let command = format!("show stat {backend} 4 -1");
         self.0
@@ -148,8 +165,8 @@ impl Haproxy {
             .read(run, &command)?
             .into_iter()
             .map(|(label, answer)| {
-                let rows = parse_stat(&label, &answer)?;
-                Ok((label, rows.iter().map(server_map).collect()))
+                let (maps, names) = parse_servers(&label, &answer, only)?;
+                Ok((label, maps, names))
             })
             .collect()
     }
@@ -166,9 +183,13 @@ impl Haproxy {
     /// One server of `servers()`.
     pub(super) fn server(&self, run: &Run, server: &str) -> Result<Map, Failure> {
         let (be, srv) = parse_server(&self.label(), server)?;
-        let all = self.servers(run, be)?;
-        let maps = all.into_iter().filter_map(|d| d.try_cast::<Map>());
-        find_server(&self.label(), be, srv, maps)
+        let per = self
+            .server_each(run, server)?
+            .into_iter()
+            .map(|(label, m)| (label, vec![m]))
+            .collect();
+        let merged = merge_rows(per, &["name"], SERVER_SUMMED);
+        find_server(&self.label(), be, srv, merged)
     }
 
     /// One server as each endpoint sees it; an error when an endpoint does not have it.
@@ -178,9 +199,12 @@ impl Haproxy {
         server: &str,
     ) -> Result<Vec<(String, Map)>, Failure> {
         let (be, srv) = parse_server(&self.label(), server)?;
-        self.servers_each(run, be)?
+        self.servers_named(run, be, Some(srv))?
             .into_iter()
-            .map(|(label, rows)| Ok((label.clone(), find_server(&label, be, srv, rows)?)))
+            .map(|(label, maps, names)| match maps.into_iter().next() {
+                Some(m) => Ok((label, m)),
+                None => Err(no_server(&label, be, srv, &names)),
+            })
             .collect()
     }
 
