@@ -16,6 +16,7 @@ pub mod doc;
 pub mod effect;
 pub mod engine;
 pub mod error;
+pub mod guard;
 pub mod inventory;
 pub mod journal;
 pub mod ledger;

@@ -52,7 +52,7 @@ pub struct Run {
     defers: Mutex<Vec<Deferred>>,
     defer_seq: std::sync::atomic::AtomicU64,
     /// The traffic guards probing while the run works (`watch`, `--watch`).
-    pub guards: Mutex<Vec<Arc<crate::prims::watch::Guard>>>,
+    pub guards: Mutex<Vec<Arc<crate::guard::Guard>>>,
     /// Why a traffic guard stopped the run, if one did.
     stopped_by_guard: Mutex<Option<String>>,
     /// Checkpoints completed (`once`), by key: in the run this one resumes, and in this run.

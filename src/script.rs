@@ -203,7 +203,7 @@ fn start_guards(run: &Arc<Run>) -> Result<(), Failure> {
             budget: run.config.max_errors.unwrap_or(watch::Budget::None),
             ..Default::default()
         };
-        watch::Guard::start(run, url, probe)?;
+        watch::start(run, url, probe)?;
     }
     Ok(())
 }

@@ -7,16 +7,16 @@
 //! connection each (it reaches whichever process accepts now), a short timeout, and bounded memory
 //! (a latency histogram, not the samples). Its own cancellation is never counted as a failure.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use rhai::plugin::*;
 use rhai::Map;
-use serde_json::{json, Value};
 
 pub use crate::config::Budget;
 use crate::error::Failure;
+use crate::guard::Seen;
+pub use crate::guard::{summary, Guard};
 use crate::opts::Opts;
 use crate::run::Run;
 
@@ -24,91 +24,6 @@ use crate::run::Run;
 const DEFAULT_INTERVAL: Duration = Duration::from_millis(50);
 /// Time one request may take unless `timeout` says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Requests, failures and latencies of one URL (or of one step).
-#[derive(Clone)]
-pub struct Figures {
-    pub requests: u64,
-    pub failed: u64,
-    /// Latency of every answered request, in microseconds.
-    latency: Histogram<u64>,
-}
-
-impl Default for Figures {
-    fn default() -> Self {
-        Figures {
-            requests: 0,
-            failed: 0,
-            // 1 µs to 10 minutes, 2 significant digits: a few KB whatever the run's length.
-            latency: Histogram::new_with_bounds(1, 600_000_000, 2).expect("valid bounds"),
-        }
-    }
-}
-
-impl Figures {
-    fn record(&mut self, ok: bool, took: Duration) {
-        self.requests += 1;
-        if !ok {
-            self.failed += 1;
-        }
-        let _ = self.latency.record((took.as_micros() as u64).max(1));
-    }
-
-    fn add(&mut self, other: &Figures) {
-        self.requests += other.requests;
-        self.failed += other.failed;
-        let _ = self.latency.add(&other.latency);
-    }
-
-    fn ms(&self, q: f64) -> f64 {
-        if self.latency.is_empty() {
-            0.0
-        } else {
-            (self.latency.value_at_quantile(q) as f64 / 10.0).round() / 100.0
-        }
-    }
-
-    /// `#{requests, failed, p50_ms, p99_ms}`, the keys of the recap, the journal and JSON events.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "requests": self.requests,
-            "failed": self.failed,
-            "p50_ms": self.ms(0.5),
-            "p99_ms": self.ms(0.99),
-        })
-    }
-
-    /// `412 requests, 0 failed, p50 1.2 ms, p99 3.4 ms`.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} requests, {} failed, p50 {} ms, p99 {} ms",
-            self.requests,
-            self.failed,
-            self.ms(0.5),
-            self.ms(0.99)
-        )
-    }
-}
-
-/// What a guard measured so far.
-#[derive(Default)]
-struct Tally {
-    total: Figures,
-    /// By the step that was running when the request was sent (the innermost one), in order.
-    steps: Vec<(String, Figures)>,
-    /// The last failure seen, for messages.
-    last_failure: Option<String>,
-    /// The budget was exceeded (the run was told to stop once).
-    tripped: bool,
-}
-
-/// A running guard: `watch(url, ...)` in a script, or one of `--watch URL,...`.
-pub struct Guard {
-    url: String,
-    budget: Budget,
-    tally: Mutex<Tally>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
 
 /// A script's handle on a guard.
 #[derive(Clone)]
@@ -137,171 +52,66 @@ impl Default for Probe {
     }
 }
 
-impl Guard {
-    /// Start probing `url` on the run's runtime; the run stops every guard when it ends.
-    pub fn start(run: &Arc<Run>, url: &str, probe: Probe) -> Result<Arc<Guard>, Failure> {
-        reqwest::Url::parse(url)
-            .map_err(|e| Failure::usage(url, format!("watch {url}: not a URL ({e})")))?;
-        let guard = Arc::new(Guard {
-            url: url.to_string(),
-            budget: probe.budget,
-            tally: Mutex::default(),
-            task: Mutex::default(),
-        });
-        let (g, r) = (guard.clone(), run.clone());
-        let task = run.rt.spawn(async move { g.probe(&r, probe).await });
-        *guard.task.lock().unwrap() = Some(task);
-        run.guards.lock().unwrap().push(guard.clone());
-        Ok(guard)
-    }
+/// Start probing `url` on the run's runtime; the run stops every guard when it ends.
+pub fn start(run: &Arc<Run>, url: &str, probe: Probe) -> Result<Arc<Guard>, Failure> {
+    reqwest::Url::parse(url)
+        .map_err(|e| Failure::usage(url, format!("watch {url}: not a URL ({e})")))?;
+    let guard = Arc::new(Guard::new(url, probe.budget));
+    let (g, r) = (guard.clone(), run.clone());
+    let task = run.rt.spawn(async move { probe_loop(&g, &r, probe).await });
+    *guard.task.lock().unwrap() = Some(task);
+    run.guards.lock().unwrap().push(guard.clone());
+    Ok(guard)
+}
 
-    /// One request at a time, every `interval`.
-    async fn probe(&self, run: &Run, p: Probe) {
-        let mut tick = tokio::time::interval(p.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let step = run.report.current_step();
-            let started = Instant::now();
-            let outcome = self.request(run, &p).await;
-            let took = started.elapsed();
-            self.tally(run, &step, outcome, took);
-        }
-    }
-
-    /// Ok, or why the request failed.
-    async fn request(&self, run: &Run, p: &Probe) -> Result<(), String> {
-        let resp = run
-            .http()
-            .get(&self.url)
-            .timeout(p.timeout)
-            .header("connection", "close")
-            .send()
-            .await
-            .map_err(|e| crate::prims::http::cause(&e))?;
-        let status = resp.status().as_u16();
-        let good = match p.status {
-            Some(want) => status == want,
-            None => (200..400).contains(&status),
-        };
-        if !good {
-            return Err(format!("status {status}"));
-        }
-        if let Some(c) = &p.contains {
-            let body = resp
-                .text()
-                .await
-                .map_err(|e| crate::prims::http::cause(&e))?;
-            if !body.contains(c.as_str()) {
-                return Err(format!("status {status} without \"{c}\" in the body"));
+/// One request at a time, every `interval`.
+async fn probe_loop(guard: &Guard, run: &Run, p: Probe) {
+    let mut tick = tokio::time::interval(p.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let step = run.report.current_step();
+        let started = Instant::now();
+        let outcome = request(run, guard.url(), &p).await;
+        match guard.record(&step, outcome, started.elapsed()) {
+            Seen::Nothing => {}
+            Seen::FirstFailure(line) => run.report.warn(&line),
+            Seen::Tripped(why) => {
+                run.report.warn(&why);
+                run.stop_by_guard(why);
             }
         }
-        Ok(())
-    }
-
-    fn tally(&self, run: &Run, step: &str, outcome: Result<(), String>, took: Duration) {
-        let mut t = self.tally.lock().unwrap();
-        let ok = outcome.is_ok();
-        t.total.record(ok, took);
-        match t.steps.iter_mut().find(|(s, _)| s == step) {
-            Some((_, f)) => f.record(ok, took),
-            None => {
-                let mut f = Figures::default();
-                f.record(ok, took);
-                t.steps.push((step.to_string(), f));
-            }
-        }
-        let Err(why) = outcome else { return };
-        let during = if step.is_empty() {
-            String::new()
-        } else {
-            format!(" during `{step}`")
-        };
-        // The first failure of a step is worth a line; the rest go into the figures.
-        let first_here = t.steps.iter().find(|(s, _)| s == step).unwrap().1.failed == 1;
-        if first_here {
-            run.report.warn(&format!(
-                "traffic guard: GET {} failed{during}: {why}",
-                self.url
-            ));
-        }
-        t.last_failure = Some(why.clone());
-        if !t.tripped && self.budget.exceeded(t.total.failed, t.total.requests) {
-            t.tripped = true;
-            let why = format!(
-                "the traffic guard stopped the run: {} of {} request(s) to {} failed, over the budget of {}{during} (last: {why})",
-                t.total.failed,
-                t.total.requests,
-                self.url,
-                self.budget.describe(),
-            );
-            drop(t);
-            run.report.warn(&why);
-            run.stop_by_guard(why);
-        }
-    }
-
-    /// Stop probing (a request in flight is dropped, and not counted).
-    pub fn stop(&self) {
-        if let Some(task) = self.task.lock().unwrap().take() {
-            task.abort();
-        }
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The figures so far: everything, and per step.
-    pub fn figures(&self) -> (Figures, Vec<(String, Figures)>) {
-        let t = self.tally.lock().unwrap();
-        (t.total.clone(), t.steps.clone())
     }
 }
 
-/// The figures of every guard of a run, for the recap and `run_end`: the totals, per URL and per
-/// step (summed over the URLs). None when the run had no guard.
-pub fn summary(guards: &[Arc<Guard>]) -> Option<(Value, Vec<String>)> {
-    if guards.is_empty() {
-        return None;
+/// Ok, or why the request failed.
+async fn request(run: &Run, url: &str, p: &Probe) -> Result<(), String> {
+    let resp = run
+        .http()
+        .get(url)
+        .timeout(p.timeout)
+        .header("connection", "close")
+        .send()
+        .await
+        .map_err(|e| crate::prims::http::cause(&e))?;
+    let status = resp.status().as_u16();
+    let good = match p.status {
+        Some(want) => status == want,
+        None => (200..400).contains(&status),
+    };
+    if !good {
+        return Err(format!("status {status}"));
     }
-    let mut total = Figures::default();
-    let mut urls = serde_json::Map::new();
-    let mut steps: Vec<(String, Figures)> = Vec::new();
-    for g in guards {
-        let (t, per_step) = g.figures();
-        total.add(&t);
-        urls.insert(g.url().to_string(), t.to_json());
-        for (s, f) in per_step {
-            match steps.iter_mut().find(|(name, _)| *name == s) {
-                Some((_, sum)) => sum.add(&f),
-                None => steps.push((s, f)),
-            }
+    if let Some(c) = &p.contains {
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| crate::prims::http::cause(&e))?;
+        if !body.contains(c.as_str()) {
+            return Err(format!("status {status} without \"{c}\" in the body"));
         }
     }
-    let mut json = total.to_json();
-    json["urls"] = urls.into();
-    json["steps"] = steps
-        .iter()
-        .map(|(s, f)| {
-            let mut j = f.to_json();
-            j["step"] = s.clone().into();
-            j
-        })
-        .collect::<Vec<_>>()
-        .into();
-    let names: Vec<&str> = guards.iter().map(|g| g.url()).collect();
-    let mut lines = vec![format!(
-        "traffic guard ({}): {}",
-        names.join(", "),
-        total.describe()
-    )];
-    let width = steps.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
-    for (s, f) in &steps {
-        let name = if s.is_empty() { "(no step)" } else { s };
-        lines.push(format!("  {name:<width$}  {}", f.describe()));
-    }
-    Some((json, lines))
+    Ok(())
 }
 
 /// The options of `watch`.
@@ -376,7 +186,7 @@ pub mod watch_api {
     pub fn watch_with(ctx: NativeCallContext, url: &str, options: Map) -> Res<Watch> {
         let run = Run::of(&ctx);
         let probe = probe_options(url, options)?;
-        Ok(Watch(Guard::start(&run, url, probe)?))
+        Ok(Watch(start(&run, url, probe)?))
     }
 
     /// What the guard measured so far: `#{requests, failed, p50_ms, p99_ms}`.
@@ -407,33 +217,5 @@ pub mod watch_api {
     #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
     pub fn to_string(g: &mut Watch) -> String {
         format!("watch({})", g.0.url())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn budgets_are_counts_or_rates() {
-        assert_eq!(Budget::parse("3").unwrap(), Budget::Count(3));
-        assert_eq!(Budget::parse("1%").unwrap(), Budget::Rate(0.01));
-        assert!(Budget::parse("x").is_err() && Budget::parse("200%").is_err());
-        assert!(!Budget::Count(1).exceeded(1, 10) && Budget::Count(1).exceeded(2, 10));
-        assert!(Budget::Count(0).exceeded(1, 1));
-        // 1% of 50 requests rounds to under one: one failure is still allowed, two are not.
-        assert!(!Budget::Rate(0.01).exceeded(1, 50) && Budget::Rate(0.01).exceeded(2, 50));
-        assert!(!Budget::None.exceeded(1000, 1000));
-    }
-
-    #[test]
-    fn figures_keep_quantiles_not_samples() {
-        let mut f = Figures::default();
-        for ms in 1..=100 {
-            f.record(ms != 100, Duration::from_millis(ms));
-        }
-        assert_eq!((f.requests, f.failed), (100, 1));
-        assert!((f.ms(0.5) - 50.0).abs() < 1.0, "{}", f.ms(0.5));
-        assert!((f.ms(0.99) - 99.0).abs() < 1.5, "{}", f.ms(0.99));
     }
 }
