@@ -230,11 +230,18 @@ impl Reporter {
         r
     }
 
-    /// The innermost step running now ("" outside any step): what the traffic guard's figures are
-    /// kept under.
+    /// The step running now, as the traffic guard keeps its figures: the innermost step about a
+    /// target (a server of a rolling upgrade, whose phases are its own steps), else the innermost
+    /// step; "" outside any step.
     pub fn current_step(&self) -> String {
         let st = self.state.lock().unwrap();
-        st.open.last().map(|s| s.msg.clone()).unwrap_or_default()
+        st.open
+            .iter()
+            .rev()
+            .find(|s| s.target.is_some())
+            .or(st.open.last())
+            .map(|s| s.msg.clone())
+            .unwrap_or_default()
     }
 
     /// Finish the innermost scoped step and the unscoped steps nested in it: marked failed (✗) when

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::effect::{Access, Permit};
 use crate::error::{fmt_secs, Failure, Kind};
+use crate::ledger::Mark;
 use crate::opts::Opts;
 use crate::run::Run;
 
@@ -219,7 +220,7 @@ impl Haproxy {
     pub(super) fn set_weight(&self, run: &Run, server: &str, weight: &str) -> Result<(), Failure> {
         parse_server(&self.label(), server)?;
         let command = format!("set weight {server} {weight}");
-        self.set(run, server, &command, json!({"weight": weight}))
+        self.set(run, server, &command, json!({"weight": weight}), false)
     }
 
     pub(super) fn set_state(&self, run: &Run, server: &str, state: &str) -> Result<(), Failure> {
@@ -232,13 +233,146 @@ impl Haproxy {
             ));
         }
         let command = format!("set server {server} state {state}");
-        self.set(run, server, &command, json!({"state": state}))
+        self.set(run, server, &command, json!({"state": state}), false)
+    }
+
+    /// `add server be/name addr [weight W] [check]` on every socket (HAProxy 2.4+ dynamic
+    /// servers): the new server starts in maintenance; with `check`, its health checks are turned
+    /// on; with `enable`, it is then set ready. Marked as added at runtime: it is not in the
+    /// configuration file, and a reload drops it.
+    pub(super) fn add_server(
+        &self,
+        run: &Run,
+        server: &str,
+        addr: &str,
+        weight: Option<i64>,
+        check: bool,
+        enable: bool,
+    ) -> Result<(), Failure> {
+        let label = self.label();
+        let (be, _) = parse_server(&label, server)?;
+        check_address(&label, addr)?;
+        let mut command = format!("add server {server} {addr}");
+        if let Some(w) = weight {
+            command.push_str(&format!(" weight {w}"));
+        }
+        if check {
+            command.push_str(" check");
+        }
+        if run.dry_run() {
+            // A typo in the backend still fails.
+            self.servers(run, be)?;
+        }
+        let access = Access::Change {
+            action: &command,
+            details: json!({"sockets": self.sockets(), "server": server, "addr": addr, "weight": weight, "check": check}),
+            marks: vec![Mark::Out {
+                key: format!("{label} {server} runtime"),
+                what: server.to_string(),
+                state: "added at runtime: not in the configuration file, gone after a reload"
+                    .into(),
+            }],
+        };
+        run.gate(&label, access, |p| {
+            self.0
+                .sockets
+                .write_answered(run, p, &command, Some("New server registered"))
+        })?;
+        if check {
+            self.set(
+                run,
+                server,
+                &format!("enable health {server}"),
+                json!({}),
+                true,
+            )?;
+        }
+        if enable {
+            let ready = format!("set server {server} state ready");
+            self.set(run, server, &ready, json!({"state": "ready"}), true)?;
+        }
+        Ok(())
+    }
+
+    /// `del server be/name` on every socket. HAProxy deletes only a server in maintenance with no
+    /// session left: it is put in maintenance first, and its sessions are waited for (at most
+    /// `timeout`, saying so), then deleted.
+    pub(super) fn del_server(
+        &self,
+        run: &Run,
+        server: &str,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
+        let label = self.label();
+        parse_server(&label, server)?;
+        let rows = self.server_each(run, server)?;
+        if rows.iter().any(|(_, m)| {
+            !status_is(
+                &m.get("status").map(|s| s.to_string()).unwrap_or_default(),
+                "MAINT",
+            )
+        }) {
+            self.set_state(run, server, "maint")?;
+        }
+        let sessions: i64 = rows
+            .iter()
+            .map(|(_, m)| m.get("scur").and_then(|v| v.as_int().ok()).unwrap_or(0))
+            .sum();
+        if sessions > 0 && !run.dry_run() {
+            run.report.info(&format!(
+                "{label}: {server}: waiting for its {sessions} session(s) to end: HAProxy deletes only a server without sessions"
+            ));
+        }
+        self.wait_drained(run, server, timeout)?;
+        let command = format!("del server {server}");
+        let runtime = format!("{label} {server} runtime");
+        let mut marks = vec![
+            Mark::Back {
+                key: format!("{label} {server}"),
+            },
+            Mark::Back {
+                key: format!("{label} {server} weight"),
+            },
+        ];
+        // A server this run added is simply gone again; one of the configuration comes back on
+        // the next reload.
+        if run.ledger.lock().unwrap().is_out(&runtime) {
+            marks.push(Mark::Back { key: runtime });
+        } else {
+            marks.push(Mark::Out {
+                key: runtime,
+                what: server.to_string(),
+                state: "deleted at runtime: still in the configuration file, back after a reload"
+                    .into(),
+            });
+        }
+        let access = Access::Change {
+            action: &command,
+            details: json!({"sockets": self.sockets(), "server": server}),
+            marks,
+        };
+        run.gate(&label, access, |p| {
+            self.0
+                .sockets
+                .write_answered(run, p, &command, Some("Server deleted"))
+        })?;
+        Ok(())
     }
 
     /// A `set` command for one (checked) server on every socket, through the gate; journaled with
     /// the sockets, the server and `details`.
-    fn set(&self, run: &Run, server: &str, command: &str, details: Value) -> Result<(), Failure> {
-        self.dry_run_check(run, server)?;
+    fn set(
+        &self,
+        run: &Run,
+        server: &str,
+        command: &str,
+        details: Value,
+        just_added: bool,
+    ) -> Result<(), Failure> {
+        // Under --dry-run a server that `add_server` would have added does not exist yet.
+        if !just_added {
+            self.dry_run_check(run, server)?;
+        }
         let mut journaled = json!({"sockets": self.sockets(), "server": server});
         if let (Value::Object(j), Value::Object(d)) = (&mut journaled, details) {
             j.extend(d);

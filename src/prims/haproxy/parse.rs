@@ -129,6 +129,26 @@ pub(super) fn check_name(target: &str, what: &str, name: &str, whole: &str) -> R
     Ok(())
 }
 
+/// A server address for `add server`: `host:port` (an IPv4 address, a name, or `[v6]:port`),
+/// checked before it is sent.
+pub(super) fn check_address(target: &str, addr: &str) -> Result<(), Failure> {
+    let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && port.parse::<u16>().is_ok()
+            && host.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
+            })
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::usage(
+            target,
+            format!("{target}: invalid server address {addr:?}: expected host:port, e.g. \"10.0.0.9:80\"; nothing was sent"),
+        ))
+    }
+}
+
 /// `backend/server`, checked before anything is sent.
 pub(super) fn parse_server<'s>(target: &str, s: &'s str) -> Result<(&'s str, &'s str), Failure> {
     match s.split_once('/') {
