@@ -19,6 +19,7 @@ pub mod error;
 pub mod inventory;
 pub mod journal;
 pub mod ledger;
+pub mod libs;
 pub mod opts;
 pub mod prims;
 pub mod report;
@@ -26,6 +27,7 @@ pub mod resolver;
 pub mod run;
 pub mod runs;
 mod script;
+pub mod skeleton;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

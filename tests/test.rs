@@ -9,6 +9,7 @@ mod haproxy;
 mod host;
 mod http;
 mod layout;
+mod libs;
 mod nginx;
 mod process;
 mod scenario;
