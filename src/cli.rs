@@ -168,10 +168,12 @@ struct RunArgs {
     /// A TOML file of parameters (`--param` wins over it).
     #[arg(long = "params", value_name = "FILE.toml")]
     params_file: Option<PathBuf>,
-    /// A folder searched by `import` (repeatable; after the script's own folder, before RUNNER_PATH).
+    /// A folder searched by `import` (repeatable; after the script's own folder, before runner.toml's
+    /// and RUNNER_PATH).
     #[arg(long, value_name = "DIR")]
     lib: Vec<PathBuf>,
-    /// The inventory for hosts(group): TOML, or an Ansible YAML inventory.
+    /// The inventory for hosts(group): TOML, or an Ansible YAML inventory (default: runner.toml's
+    /// [defaults] inventory).
     #[arg(short = 'i', long = "inventory", value_name = "FILE")]
     inventory: Option<PathBuf>,
     /// Narrow hosts(group): names, groups, globs (`web*`), comma lists, `!exclusions`.
