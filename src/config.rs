@@ -15,8 +15,9 @@ pub struct Config {
     pub yes: bool,
     /// `--param` and `--params`: values for `param(name)`.
     pub params: Map,
-    /// `--lib` folders, then `RUNNER_PATH`, searched by `import`.
-    pub libs: Vec<PathBuf>,
+    /// What `import` searches besides the script's folder: `--lib` folders, runner.toml's
+    /// `[defaults] lib`, `RUNNER_PATH`, and the project's libraries (`import "NAME/module"`).
+    pub libs: crate::libs::Libs,
     /// `--journal FILE`; None: a new file under `$XDG_STATE_HOME/runner/runs/`.
     pub journal: Option<PathBuf>,
     pub output: crate::report::Output,

@@ -20,6 +20,7 @@ pub mod guard;
 pub mod inventory;
 pub mod journal;
 pub mod ledger;
+pub mod libs;
 pub mod opts;
 pub mod prims;
 pub mod render;
@@ -29,6 +30,7 @@ pub mod run;
 pub mod runs;
 pub mod script;
 pub mod secrets;
+pub mod skeleton;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -10,6 +10,7 @@ mod haproxy;
 mod host;
 mod http;
 mod layout;
+mod libs;
 mod nginx;
 mod process;
 mod record;
