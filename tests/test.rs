@@ -4,6 +4,7 @@ mod harness;
 
 mod cli;
 mod docker;
+mod fleet;
 mod flow;
 mod guard;
 mod haproxy;
@@ -18,3 +19,4 @@ mod safety;
 mod scenario;
 mod snapshots;
 mod ssh;
+mod steps;
