@@ -57,11 +57,13 @@ impl Fleet {
     }
 }
 
-/// `show stat` of `web_servers`, sampled every few milliseconds on a thread: each sample is the
-/// set of servers and their status.
+/// One look at `web_servers`: each server and its status.
+type Sample = Vec<(String, String)>;
+
+/// `show stat` of `web_servers`, sampled every few milliseconds on a thread.
 struct Sampler {
     stop: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    samples: Arc<Mutex<Vec<Sample>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -74,7 +76,7 @@ impl Sampler {
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 let stat = socat(&sock, "show stat web_servers 4 -1");
-                let rows: Vec<(String, String)> = stat
+                let rows: Sample = stat
                     .lines()
                     .skip(1)
                     .filter_map(|l| {
@@ -95,7 +97,7 @@ impl Sampler {
         }
     }
 
-    fn stop(mut self) -> Vec<Vec<(String, String)>> {
+    fn stop(mut self) -> Vec<Sample> {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.take().unwrap().join().unwrap();
         std::mem::take(&mut *self.samples.lock().unwrap())
