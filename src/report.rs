@@ -4,6 +4,7 @@
 //! - anything else (CI logs, pipes) gets plain timestamped lines;
 //! - `--output json` gets one JSON object per line on stdout.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -120,7 +121,7 @@ impl Reporter {
                     pb.enable_steady_tick(Duration::from_millis(100));
                     pb
                 });
-                pb.set_message(format!("{}{msg}", indent(depth)));
+                pb.set_message(for_humans(&format!("{}{msg}", indent(depth))).into_owned());
                 pb.reset_elapsed();
             }
             Output::Human => self.line(&format!("{}▸ {msg}", indent(depth))),
@@ -147,12 +148,13 @@ impl Reporter {
                 );
                 if self.tty {
                     if let Some(pb) = &st.spinner {
-                        pb.println(&text);
+                        pb.println(for_humans(&text));
                         if st.open.is_empty() {
                             pb.finish_and_clear();
                             st.spinner = None;
                         } else if let Some(parent) = st.open.last() {
-                            pb.set_message(format!("{}{}", indent(depth - 1), parent.msg));
+                            let msg = format!("{}{}", indent(depth - 1), parent.msg);
+                            pb.set_message(for_humans(&msg).into_owned());
                         }
                         return;
                     }
@@ -249,7 +251,7 @@ impl Reporter {
                 self.event(ev)
             }
             Output::Human => self.suspend(|| {
-                let _ = writeln!(std::io::stderr(), "{rendered}");
+                let _ = writeln!(std::io::stderr(), "{}", for_humans(rendered));
             }),
         }
     }
@@ -274,6 +276,7 @@ impl Reporter {
 
     /// A line on stderr: above the spinner on a TTY, timestamped otherwise.
     fn line(&self, text: &str) {
+        let text = for_humans(text);
         // A closed stderr (`runner play x 2>&- | ...`) must not stop the run: write errors are ignored.
         if self.tty {
             self.suspend(|| {
@@ -292,6 +295,22 @@ impl Reporter {
             None => f(),
         }
     }
+}
+
+/// Text as it may reach a person's terminal: ANSI escape sequences (colours, cursor moves, window
+/// titles) and other control characters, which remote output or an error quoting it may carry, are
+/// taken out; tabs and newlines stay. Values the script gets are never changed, only what is shown.
+pub fn for_humans(text: &str) -> Cow<'_, str> {
+    let shown = |c: char| !c.is_control() || c == '\n' || c == '\t';
+    if text.chars().all(shown) {
+        return Cow::Borrowed(text);
+    }
+    // The parser (a terminal's, from `vte`) drops tabs with the other controls: strip between them.
+    let stripped: Vec<String> = text
+        .split('\t')
+        .map(strip_ansi_escapes::strip_str)
+        .collect();
+    Cow::Owned(stripped.join("\t").chars().filter(|c| shown(*c)).collect())
 }
 
 fn indent(depth: usize) -> String {

@@ -170,7 +170,11 @@ fn a_failing_commands_error_and_journal_carry_only_the_tail_of_its_stderr() {
         .code(1)
         .stderr_has("exited with code 3")
         .stderr_has("the end");
-    assert!(out.stderr.len() < 10_000, "{} bytes of stderr", out.stderr.len());
+    assert!(
+        out.stderr.len() < 10_000,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
     let journal = std::fs::metadata(out.path("j.jsonl")).unwrap().len();
     assert!(journal < 10_000, "a journal of {journal} bytes");
 }

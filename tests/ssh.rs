@@ -453,7 +453,9 @@ fn users_known_host_entry(port: u16) -> Option<String> {
         .dir;
     let text = std::fs::read_to_string(home.join(".ssh/known_hosts")).unwrap_or_default();
     let entry = format!("[127.0.0.1]:{port} ");
-    text.lines().find(|l| l.starts_with(&entry)).map(String::from)
+    text.lines()
+        .find(|l| l.starts_with(&entry))
+        .map(String::from)
 }
 
 #[test]
