@@ -628,3 +628,35 @@ fn connection_dropped_under_a_command_is_a_connection_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_command_after_the_connection_dropped_reconnects() {
+    let sshd = Sshd::start();
+    let (child, dir) = Test::new()
+        .script(&format!(
+            "let h = {};\nh.run(\"true\");\nlocal().run(\"touch up\");\nwait_until(20, || local().exists(\"go\"));\nprint(h.run(\"echo back\").stdout);\n",
+            sshd.handle()
+        ))
+        .spawn();
+    eventually(
+        std::time::Duration::from_secs(10),
+        || dir.path().join("up").exists(),
+        "the first command never ran",
+    );
+    sshd.drop_connections();
+    eventually(
+        std::time::Duration::from_secs(5),
+        || sshd.client_processes().is_empty(),
+        "the master outlived its connection",
+    );
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "back\n\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sshd.accepted(), 2, "one new login after the drop");
+    sshd.assert_no_clients_left();
+}
