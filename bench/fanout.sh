@@ -7,14 +7,17 @@
 # answers while that host's handshake hangs.
 # The sshds are configured like bench/ssh.sh's (UsePAM no, UseDNS no; the user logs in with /bin/sh
 # and no rc files). Medians of RUNS interleaved runs.
-# Usage: bash bench/fanout.sh [HOSTS] [RUNS]   (default 50 hosts, 7 runs)
+# Usage: bash bench/fanout.sh [HOSTS] [RUNS]   (default 50 hosts, 7 runs; RUNNER=path measures
+# another build of runner instead of building this one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOSTS=${1:-50}
 RUNS=${2:-7}
 bash dev/setup.sh >/dev/null
-cargo build --release -q
-RUNNER=$PWD/target/release/runner
+if [ -z "${RUNNER:-}" ]; then
+    cargo build --release -q
+    RUNNER=$PWD/target/release/runner
+fi
 USER_=runner-test
 PY=/usr/bin/python3
 
@@ -132,6 +135,6 @@ rh=$(median "${r_hang[@]}"); rn=$(median "${r_free[@]}")
 printf '\nfan-out of `true` to %s sshd on 127.0.0.1 (medians of %s interleaved runs; 2 cores)\n\n' "$HOSTS" "$RUNS"
 echo "| case | runner | ssh | ratio |"
 echo "|---|---|---|---|"
-echo "| \`parallel(hosts(), $HOSTS, |h| h.run(\"true\"))\`, whole run vs $HOSTS parallel \`ssh -o ControlMaster=no host true\` | ${rf} ms | ${sf} ms | $(ratio "$rf" "$sf") |"
+echo "| \`parallel(hosts(), $HOSTS, \\|h\\| h.run(\"true\"))\`, whole run vs $HOSTS parallel \`ssh -o ControlMaster=no host true\` | ${rf} ms | ${sf} ms | $(ratio "$rf" "$sf") |"
 echo "| one \`h.run(\"true\")\` on a connected host while another host's handshake hangs vs with no hung host | ${rh} ms | ${rn} ms | $(ratio "$rh" "$rn") |"
 printf '\nrunner runs: %s\nssh runs:    %s\nhung: %s\nfree: %s\n' "${r_fan[*]}" "${s_fan[*]}" "${r_hang[*]}" "${r_free[*]}"
