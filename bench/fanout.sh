@@ -60,7 +60,6 @@ UseDNS no
 StrictModes no
 PasswordAuthentication no
 MaxSessions 10
-MaxStartups 200
 CONF
     /usr/sbin/sshd -D -f "$tmp/h$i/sshd_config" -E "$tmp/h$i/sshd.log" & pids+=($!)
     echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$tmp/host_key.pub")" >> "$tmp/known_hosts"

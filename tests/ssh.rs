@@ -660,3 +660,26 @@ fn a_command_after_the_connection_dropped_reconnects() {
     assert_eq!(sshd.accepted(), 2, "one new login after the drop");
     sshd.assert_no_clients_left();
 }
+
+#[test]
+fn a_run_killed_outright_leaves_no_ssh_master_behind() {
+    // SIGKILL gives runner no chance to close anything: its reaper closes every master it opened.
+    let (a, b) = (Sshd::start(), Sshd::start());
+    let (mut child, dir) = Test::new()
+        .script(&format!(
+            "let hs = [{}, {}];\nparallel(hs, 2, |h| h.run(\"true\"));\nlocal().run(\"touch up\");\nsleep(30);\n",
+            a.handle(),
+            b.handle()
+        ))
+        .spawn();
+    eventually(
+        std::time::Duration::from_secs(10),
+        || dir.path().join("up").exists(),
+        "the commands never ran",
+    );
+    assert!(!a.client_processes().is_empty() && !b.client_processes().is_empty());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    a.assert_no_clients_left();
+    b.assert_no_clients_left();
+}

@@ -233,8 +233,9 @@ pub fn raise_open_files_limit() {
 const CONTROL_PREFIX: &str = "runner-ssh-";
 
 /// What closes the masters of a control directory and removes it (`$0`: the directory), all at
-/// once.
-const CLOSE_MASTERS: &str = "for s in \"$0\"/*/master; do [ -S \"$s\" ] && ssh -S \"$s\" -o BatchMode=yes -O exit runner-master >/dev/null 2>&1 & done; wait; rm -rf \"$0\"";
+/// once. The `openssh` crate names each master's folder `.ssh-connectionXXXXXX`: a plain `*` would
+/// not match it.
+const CLOSE_MASTERS: &str = "for s in \"$0\"/.ssh-connection*/master; do [ -S \"$s\" ] && ssh -S \"$s\" -o BatchMode=yes -O exit runner-master >/dev/null 2>&1 & done; wait; rm -rf \"$0\"";
 
 /// A shell that waits for the end of its standard input, a pipe only this run holds open, then
 /// closes the masters of `dir`: when runner dies (even by SIGKILL) the pipe closes and its SSH
