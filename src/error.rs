@@ -80,6 +80,7 @@ kinds! {
     Exec = "exec": "a command could not be started",
     Exit = "exit": "a command exited with a non-zero code",
     Signal = "signal": "a command was killed by a signal",
+    OutputLimit = "output_limit": "a command wrote more than `max_output` bytes (64 MiB unless `run` says otherwise) to stdout or stderr; the rest was discarded",
     NotFound = "not_found": "no such file, command (exit code 127), process or container",
     Permission = "permission": "not permitted: a file, a process of another user, or an HAProxy socket below level admin",
     Connect = "connect": "cannot connect to a socket (is the program running there?)",

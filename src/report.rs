@@ -8,6 +8,7 @@
 
 pub use crate::render::{render_error, render_parse_error};
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -335,7 +336,7 @@ impl Reporter {
                 None => s.msg.clone(),
             })
             .collect();
-        pb.set_message(self.secrets.mask(&path.join(" › ")).into_owned());
+        pb.set_message(self.human(&path.join(" › ")));
     }
 
     fn close_top<'a>(
@@ -356,7 +357,7 @@ impl Reporter {
                 let text = format!("{}{}", indent(depth), step.ended(ok, elapsed));
                 match &st.spinner {
                     Some(pb) if self.tty => {
-                        pb.println(self.secrets.mask(&text));
+                        pb.println(self.human(&text));
                         if st.open.is_empty() {
                             pb.finish_and_clear();
                             st.spinner = None;
@@ -458,6 +459,7 @@ impl Reporter {
         match self.output {
             Output::Json => self.event(json!({"event": "print", "text": text})),
             Output::Human => self.suspend(|| {
+                // The script's own output: secrets masked, nothing else changed (it may be piped).
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{}", self.secrets.mask(text));
                 let _ = out.flush();
@@ -516,7 +518,7 @@ impl Reporter {
                 self.event(ev)
             }
             Output::Human => self.suspend(|| {
-                let _ = writeln!(std::io::stderr(), "{}", self.secrets.mask(rendered));
+                let _ = writeln!(std::io::stderr(), "{}", self.human(rendered));
             }),
         }
     }
@@ -541,20 +543,21 @@ impl Reporter {
 
     /// A line on stderr: above the spinner on a TTY, timestamped otherwise.
     fn line(&self, text: &str) {
+        let text = self.human(text);
         // A closed stderr (`runner play x 2>&- | ...`) must not stop the run: write errors are ignored.
         if self.tty {
             self.suspend(|| {
-                let _ = writeln!(std::io::stderr(), "{}", self.secrets.mask(text));
+                let _ = writeln!(std::io::stderr(), "{text}");
             });
         } else {
             let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-            let _ = writeln!(
-                std::io::stderr(),
-                "{} {}",
-                &now[11..19],
-                self.secrets.mask(text)
-            );
+            let _ = writeln!(std::io::stderr(), "{} {text}", &now[11..19],);
         }
+    }
+
+    /// What people see of `text`: secrets masked, control sequences taken out.
+    fn human(&self, text: &str) -> String {
+        for_humans(&self.secrets.mask(text)).into_owned()
     }
 
     fn suspend(&self, f: impl FnOnce()) {
@@ -564,6 +567,22 @@ impl Reporter {
             None => f(),
         }
     }
+}
+
+/// Text as it may reach a person's terminal: ANSI escape sequences (colours, cursor moves, window
+/// titles) and other control characters, which remote output or an error quoting it may carry, are
+/// taken out; tabs and newlines stay. Values the script gets are never changed, only what is shown.
+pub fn for_humans(text: &str) -> Cow<'_, str> {
+    let shown = |c: char| !c.is_control() || c == '\n' || c == '\t';
+    if text.chars().all(shown) {
+        return Cow::Borrowed(text);
+    }
+    // The parser (a terminal's, from `vte`) drops tabs with the other controls: strip between them.
+    let stripped: Vec<String> = text
+        .split('\t')
+        .map(strip_ansi_escapes::strip_str)
+        .collect();
+    Cow::Owned(stripped.join("\t").chars().filter(|c| shown(*c)).collect())
 }
 
 fn indent(depth: usize) -> String {

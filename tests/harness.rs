@@ -358,6 +358,27 @@ impl ClosedPort {
     }
 }
 
+/// A port on 127.0.0.1 that accepts TCP connections and never writes a byte, like a hung sshd: an SSH
+/// client waits there for a banner that never comes. Connections are held for the life of the test
+/// process.
+pub struct SilentPort {
+    pub port: u16,
+}
+
+impl SilentPort {
+    pub fn new() -> SilentPort {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in listener.incoming().flatten() {
+                held.push(c);
+            }
+        });
+        SilentPort { port }
+    }
+}
+
 // Processes, from /proc.
 
 /// One process.
@@ -737,6 +758,26 @@ impl Sshd {
             },
             "ssh processes left behind",
         );
+    }
+
+    /// Kill every process serving a connection of this server (the listener's descendants), as a
+    /// crash of sshd or a cut network would end them; the listener itself keeps running.
+    pub fn drop_connections(&self) {
+        let listener = self.child.id() as i32;
+        let all = processes();
+        let mut tree = vec![listener];
+        let mut i = 0;
+        while i < tree.len() {
+            let parent = tree[i];
+            tree.extend(all.iter().filter(|p| p.ppid == parent).map(|p| p.pid));
+            i += 1;
+        }
+        for pid in &tree[1..] {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 
     /// Client `ssh` processes still connected to this server's port.

@@ -141,3 +141,59 @@ fn timeout_stops_the_commands_children_too() {
         String::from_utf8_lossy(&left.stdout)
     );
 }
+
+#[test]
+fn output_beyond_max_output_is_an_output_limit_error_naming_host_and_command() {
+    Test::new()
+        .script(
+            "print(local().run(\"head -c 1000 /dev/zero\", #{max_output: 1000}).stdout.len());\n\
+             try { local().run(\"head -c 3000000 /dev/zero\", #{max_output: 1000000}) } catch (e) { print(e.kind); print(e.message) }\n\
+             try { local().run(\"head -c 70000000 /dev/zero\") } catch (e) { print(e.kind); print(e.message) }\n",
+        )
+        .run()
+        .success()
+        .stdout_is(
+            "1000\n\
+             output_limit\n\
+             local: `head -c 3000000 /dev/zero` wrote 2.9 MiB to stdout, more than max_output (976.6 KiB): what came past 976.6 KiB was discarded; the command exited with code 0\n\
+             output_limit\n\
+             local: `head -c 70000000 /dev/zero` wrote 66.8 MiB to stdout, more than max_output (64 MiB): what came past 64 MiB was discarded; the command exited with code 0\n",
+        );
+}
+
+#[test]
+fn a_failing_commands_error_and_journal_carry_only_the_tail_of_its_stderr() {
+    let out = Test::new()
+        .script("local().run(\"head -c 5000000 /dev/zero | tr '\\\\0' x >&2; echo >&2; echo the end >&2; exit 3\");")
+        .args(&["--journal", "j.jsonl"])
+        .run()
+        .code(1)
+        .stderr_has("exited with code 3")
+        .stderr_has("the end");
+    assert!(
+        out.stderr.len() < 10_000,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
+    let journal = std::fs::metadata(out.path("j.jsonl")).unwrap().len();
+    assert!(journal < 10_000, "a journal of {journal} bytes");
+}
+
+#[test]
+fn control_sequences_are_stripped_from_what_people_see_not_from_values() {
+    Test::new()
+        .script(
+            "let r = local().run(\"printf 'a\\\\033[31mred\\\\033[0m\\\\tb\\\\r\\\\n'\");\n\
+             print(r.stdout.contains(\"\\x1b[31m\"));\n\
+             local().run(\"printf '\\\\033]0;title\\\\007bad\\\\033[2J\\\\n' >&2; exit 1\");\n",
+        )
+        .args(&["-v"])
+        .run()
+        .code(1)
+        .stdout_is("true\n")
+        .stderr_has("local: ared\tb\n")
+        .stderr_has("exited with code 1:\nbad\n")
+        .stderr_lacks("\x1b")
+        .stderr_lacks("\x07")
+        .stderr_lacks("\r");
+}

@@ -393,15 +393,7 @@ fn concurrent_commands_on_one_host_stay_within_sshds_max_sessions() {
 
 #[test]
 fn server_that_never_answers_fails_at_the_connect_timeout() {
-    // Accepts TCP connections and never sends the SSH banner, like a hung sshd.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let _held = std::thread::spawn(move || {
-        let mut conns = Vec::new();
-        for c in listener.incoming().flatten() {
-            conns.push(c);
-        }
-    });
+    let port = SilentPort::new().port;
     let out = Test::new()
         .script(&format!("ssh(\"{SSH_USER}@127.0.0.1:{port}\", #{{known_hosts: \"off\", connect_timeout: 1}}).run(\"true\");"))
         .run()
@@ -450,4 +442,244 @@ fn remote_stderr_does_not_show_runners_pid_marker() {
         .run()
         .success()
         .stdout_is("err\n\n");
+}
+
+/// The line of `~/.ssh/known_hosts` (ssh's own idea of home: the passwd entry) that would hold a
+/// key of 127.0.0.1:`port`, if there is one.
+fn users_known_host_entry(port: u16) -> Option<String> {
+    let home = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .dir;
+    let text = std::fs::read_to_string(home.join(".ssh/known_hosts")).unwrap_or_default();
+    let entry = format!("[127.0.0.1]:{port} ");
+    text.lines()
+        .find(|l| l.starts_with(&entry))
+        .map(String::from)
+}
+
+#[test]
+fn known_hosts_off_records_the_key_nowhere_and_warns_once() {
+    let sshd = Sshd::start();
+    let file = sshd.dir.path().join("given_known_hosts");
+    std::fs::write(&file, "").unwrap();
+    // With a known_hosts_file, and without one (ssh would use ~/.ssh/known_hosts).
+    let with_file = format!(
+        "ssh(\"{}\", #{{key: \"{}\", known_hosts: \"off\", known_hosts_file: \"{}\"}})",
+        sshd.spec(),
+        sshd.key.display(),
+        file.display()
+    );
+    let without = format!(
+        "ssh(\"{}\", #{{key: \"{}\", known_hosts: \"off\"}})",
+        sshd.spec(),
+        sshd.key.display()
+    );
+    for handle in [with_file, without] {
+        let out = Test::new()
+            .script(&format!(
+                "let h = {handle};\nh.run(\"true\");\nprint(h.run(\"echo in\").stdout);\n"
+            ))
+            .run()
+            .success()
+            .stdout_is("in\n\n")
+            .stderr_has(&format!(
+                "warning: {}: host key checking is off (known_hosts: \"off\")",
+                sshd.spec()
+            ));
+        assert_eq!(
+            out.stderr.matches("host key checking is off").count(),
+            1,
+            "one warning per host\n{}",
+            out.stderr
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "",
+        "\"off\" wrote the unverified key into the known_hosts_file"
+    );
+    assert_eq!(
+        users_known_host_entry(sshd.port),
+        None,
+        "\"off\" wrote the unverified key into ~/.ssh/known_hosts"
+    );
+    sshd.assert_no_clients_left();
+}
+
+#[test]
+fn a_command_on_a_connected_host_answers_while_another_hosts_handshake_hangs() {
+    let sshd = Sshd::start();
+    let silent = SilentPort::new();
+    // One item hangs in the handshake with the silent host (up to its 6 s connect timeout); the
+    // other, a moment later, runs a command on the host already connected and times it.
+    let out = Test::new()
+        .script(&format!(
+            "let good = {};\ngood.run(\"true\");\n\
+             let hung = ssh(\"{SSH_USER}@127.0.0.1:{}\", #{{known_hosts: \"off\", connect_timeout: 6}});\n\
+             let r = parallel([0, 1], 2, |i| if i == 0 {{\n\
+                 let kind = \"connected?\";\n\
+                 try {{ hung.run(\"true\") }} catch (e) {{ kind = e.kind }}\n\
+                 kind\n\
+             }} else {{\n\
+                 sleep(0.5);\n\
+                 let t = timestamp();\n\
+                 good.run(\"true\");\n\
+                 t.elapsed\n\
+             }});\n\
+             print(r[0]);\nprint(r[1]);\n",
+            sshd.handle(),
+            silent.port
+        ))
+        .run()
+        .success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "connect_timeout", "{}", out.stdout);
+    let took: f64 = lines[1].parse().unwrap();
+    assert!(
+        took < 2.0,
+        "a command on a connected host waited {took} s for another host's handshake"
+    );
+    sshd.assert_no_clients_left();
+}
+
+#[test]
+fn commands_to_a_new_host_at_once_share_one_handshake() {
+    let sshd = Sshd::start();
+    Test::new()
+        .script(&format!(
+            "let h = {};\nlet r = parallel([0, 1, 2, 3, 4, 5], 6, |i| h.run(\"echo ok\").stdout);\nprint(r.len());\n",
+            sshd.handle()
+        ))
+        .run()
+        .success()
+        .stdout_is("6\n");
+    assert_eq!(sshd.accepted(), 1, "one login for every command");
+}
+
+#[test]
+fn a_thousand_commands_fifty_at_a_time_on_one_host_log_in_once() {
+    // sshd's default MaxSessions is 10: commands queue for a session and a refused session is
+    // tried again on the same connection, never a reason for an error or a second login.
+    let sshd = Sshd::start();
+    Test::new()
+        .script(&format!(
+            "let h = {};\nlet ids = [];\nfor i in 0..1000 {{ ids.push(i) }}\nlet r = parallel(ids, 50, |i| h.run([\"echo\", i]).stdout);\n\
+             let bad = 0;\nfor i in 0..1000 {{ if r[i] != `${{i}}\n` {{ bad += 1 }} }}\nprint(bad);\n",
+            sshd.handle()
+        ))
+        .run()
+        .success()
+        .stdout_is("0\n");
+    assert_eq!(sshd.accepted(), 1, "one login for the whole run");
+    sshd.assert_no_clients_left();
+}
+
+#[test]
+fn missing_key_file_is_a_usage_error_naming_the_file() {
+    let sshd = Sshd::start();
+    let missing = sshd.dir.path().join("no_such_key");
+    Test::new()
+        .script(&format!(
+            "try {{ ssh(\"{}\", #{{key: \"{}\", known_hosts_file: \"{}\"}}).run(\"true\") }} catch (e) {{ print(e.kind); print(e.message) }}",
+            sshd.spec(),
+            missing.display(),
+            sshd.known_hosts.display()
+        ))
+        .run()
+        .success()
+        .stdout_is(&format!(
+            "usage\n{}: ssh: the key file {} does not exist\n",
+            sshd.spec(),
+            missing.display()
+        ));
+    assert_eq!(sshd.accepted(), 0, "nothing was tried with a missing key");
+}
+
+#[test]
+fn connection_dropped_under_a_command_is_a_connection_error() {
+    let sshd = Sshd::start();
+    // Where the remote user may write.
+    let started = std::path::PathBuf::from(format!("/tmp/runner-started-{}", sshd.port));
+    let _ = std::fs::remove_file(&started);
+    let (child, _dir) = Test::new()
+        .script(&format!(
+            "let h = {};\ntry {{ h.run(\"touch {}; sleep 30\") }} catch (e) {{ print(e.kind); print(e.message) }}\n",
+            sshd.handle(),
+            started.display()
+        ))
+        .spawn();
+    eventually(
+        std::time::Duration::from_secs(10),
+        || started.exists(),
+        "the command never started",
+    );
+    sshd.drop_connections();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        format!(
+            "connection\n{}: `touch {}; sleep 30`: the connection dropped while it ran\n",
+            sshd.spec(),
+            started.display()
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_command_after_the_connection_dropped_reconnects() {
+    let sshd = Sshd::start();
+    let (child, dir) = Test::new()
+        .script(&format!(
+            "let h = {};\nh.run(\"true\");\nlocal().run(\"touch up\");\nwait_until(20, || local().exists(\"go\"));\nprint(h.run(\"echo back\").stdout);\n",
+            sshd.handle()
+        ))
+        .spawn();
+    eventually(
+        std::time::Duration::from_secs(10),
+        || dir.path().join("up").exists(),
+        "the first command never ran",
+    );
+    sshd.drop_connections();
+    eventually(
+        std::time::Duration::from_secs(5),
+        || sshd.client_processes().is_empty(),
+        "the master outlived its connection",
+    );
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "back\n\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sshd.accepted(), 2, "one new login after the drop");
+    sshd.assert_no_clients_left();
+}
+
+#[test]
+fn a_run_killed_outright_leaves_no_ssh_master_behind() {
+    // SIGKILL gives runner no chance to close anything: its reaper closes every master it opened.
+    let (a, b) = (Sshd::start(), Sshd::start());
+    let (mut child, dir) = Test::new()
+        .script(&format!(
+            "let hs = [{}, {}];\nparallel(hs, 2, |h| h.run(\"true\"));\nlocal().run(\"touch up\");\nsleep(30);\n",
+            a.handle(),
+            b.handle()
+        ))
+        .spawn();
+    eventually(
+        std::time::Duration::from_secs(10),
+        || dir.path().join("up").exists(),
+        "the commands never ran",
+    );
+    assert!(!a.client_processes().is_empty() && !b.client_processes().is_empty());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    a.assert_no_clients_left();
+    b.assert_no_clients_left();
 }

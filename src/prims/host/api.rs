@@ -39,8 +39,9 @@ pub mod host_api {
     }
 
     /// `ssh` with options: `user`, `port`, `key` (private key file), `known_hosts` ("strict",
-    /// "accept-new" or "off"), `known_hosts_file`, `connect_timeout` (seconds, default 10), `jump`
-    /// (a jump host, or an array of them).
+    /// "accept-new" or "off": neither checked nor recorded anywhere, with a warning), `known_hosts_file`,
+    /// `connect_timeout` (seconds, default 10), `jump` (a jump host, or an array of them). A `key`
+    /// file that does not exist is a `usage` error before anything is tried.
     ///
     /// ```rhai
     /// let h = ssh("10.0.0.5", #{user: "deploy", port: 2222, key: "~/.ssh/deploy", known_hosts: "accept-new"});
@@ -71,7 +72,7 @@ pub mod host_api {
     /// Run a command: a string goes through the host's shell as you would type it, an array is
     /// executed with each element as one argument (quoted safely on remote hosts). Returns
     /// `#{code, stdout, stderr}`; a non-zero exit throws with the host, the command, the code and
-    /// the end of stderr.
+    /// the end of stderr (its last 5 lines, at most 2 KiB).
     ///
     /// ```rhai
     /// local().run("docker ps");
@@ -84,11 +85,14 @@ pub mod host_api {
 
     /// `run` with options: `check` (default true: throw on non-zero exit), `timeout` (seconds),
     /// `stdin` (a string fed to the command), `env` (a map), `cwd`, `sudo` (run through `sudo -n`),
-    /// `read_only` (not an effect: runs under `--dry-run` and is not journaled). With `-v` the output
-    /// is shown live, each line prefixed with the host name.
+    /// `read_only` (not an effect: runs under `--dry-run` and is not journaled), `max_output` (bytes
+    /// kept of stdout and of stderr each, default 64 MiB: a command that writes more runs to its end
+    /// and fails with `output_limit`). With `-v` the output is shown live, each line prefixed with
+    /// the host name (terminal control sequences taken out; the returned values keep them).
     ///
     /// ```rhai
     /// let r = local().run("grep -c x /etc/hosts", #{check: false, timeout: 10});
+    /// let dump = local().run("pg_dump app", #{max_output: 512 * 1024 * 1024});
     /// ```
     #[rhai_fn(name = "run", return_raw)]
     pub fn run_with(

@@ -70,8 +70,10 @@ pub fn quote(arg: &str) -> String {
         .unwrap_or_else(|_| format!("'{}'", clean.replace('\'', "'\\''")))
 }
 
+/// How much of each output stream a command keeps unless `max_output` says otherwise: 64 MiB.
+pub const DEFAULT_MAX_OUTPUT: usize = 64 << 20;
+
 /// The options of `run`.
-#[derive(Default)]
 pub struct RunOpts {
     pub check: bool,
     pub timeout: Option<Duration>,
@@ -83,6 +85,25 @@ pub struct RunOpts {
     /// Show the output live under `-v`: a user's command, not runner's own probes (whose output,
     /// e.g. `docker inspect` JSON with environment values, is nobody's business on a terminal).
     pub stream: bool,
+    /// Bytes kept of stdout and of stderr each; a command that writes more fails with
+    /// `output_limit`.
+    pub max_output: usize,
+}
+
+impl Default for RunOpts {
+    fn default() -> Self {
+        RunOpts {
+            check: false,
+            timeout: None,
+            stdin: None,
+            env: Vec::new(),
+            cwd: None,
+            sudo: false,
+            read_only: false,
+            stream: false,
+            max_output: DEFAULT_MAX_OUTPUT,
+        }
+    }
 }
 
 impl RunOpts {
@@ -97,9 +118,20 @@ impl RunOpts {
                 "cwd",
                 "sudo",
                 "read_only",
+                "max_output",
             ],
             host,
         )?;
+        let max_output = match o.int("max_output")? {
+            None => DEFAULT_MAX_OUTPUT,
+            Some(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
+            Some(n) => {
+                return Err(Failure::usage(
+                    host,
+                    format!("{host}: run: max_output must be at least 1 (bytes), not {n}"),
+                ))
+            }
+        };
         Ok(RunOpts {
             check: o.bool("check", true)?,
             timeout: o.secs("timeout")?,
@@ -109,6 +141,7 @@ impl RunOpts {
             sudo: o.bool("sudo", false)?,
             read_only: o.bool("read_only", false)?,
             stream: true,
+            max_output,
         })
     }
 
@@ -131,15 +164,17 @@ pub struct Output {
     pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+    /// The first stream that carried more than `max_output` bytes: its name and how many.
+    pub overflow: Option<(&'static str, u64)>,
 }
 
 impl Output {
     /// `#{code, stdout, stderr}` as scripts see it.
-    pub fn to_map(&self) -> Map {
+    pub fn to_map(self) -> Map {
         let mut m = Map::new();
         m.insert("code".into(), self.code.into());
-        m.insert("stdout".into(), self.stdout.clone().into());
-        m.insert("stderr".into(), self.stderr.clone().into());
+        m.insert("stdout".into(), self.stdout.into());
+        m.insert("stderr".into(), self.stderr.into());
         m
     }
 
@@ -150,6 +185,7 @@ impl Output {
             signal: None,
             stdout: String::new(),
             stderr: String::new(),
+            overflow: None,
         }
         .to_map();
         m.insert("dry_run".into(), true.into());
@@ -172,10 +208,71 @@ pub enum Sink {
     File(PathBuf),
 }
 
-/// The last lines of a command's error output, for a message.
+/// The most of a command's error output that a message (and so the journal) carries.
+const TAIL_MAX: usize = 2048;
+
+/// The last lines of a command's error output, at most `TAIL_MAX` bytes of them, for a message.
 pub(super) fn tail(s: &str, lines: usize) -> String {
-    let all: Vec<&str> = s.trim_end().lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    let s = s.trim_end();
+    let mut start = s.len();
+    for _ in 0..lines {
+        match s[..start].rfind('\n') {
+            Some(i) => start = i,
+            None => {
+                start = 0;
+                break;
+            }
+        }
+    }
+    let mut tail = s[start..].trim_start_matches('\n');
+    if tail.len() > TAIL_MAX {
+        let mut cut = tail.len() - TAIL_MAX;
+        while !tail.is_char_boundary(cut) {
+            cut += 1;
+        }
+        tail = &tail[cut..];
+        return format!("…{tail}");
+    }
+    tail.to_string()
+}
+
+/// Bytes as a person reads them: `512 bytes`, `976.6 KiB`, `64 MiB`.
+pub fn fmt_bytes(n: u64) -> String {
+    const UNITS: [&str; 3] = ["KiB", "MiB", "GiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let shown = format!("{value:.1}");
+    let shown = shown.strip_suffix(".0").unwrap_or(&shown);
+    format!("{shown} {}", UNITS[unit])
+}
+
+/// A command that wrote more than `max_output` bytes to a stream, as a failure naming host, command,
+/// how much it wrote and how it ended.
+pub fn check_output(host: &str, shown: &str, out: &Output, limit: usize) -> Result<(), Failure> {
+    let Some((stream, written)) = out.overflow else {
+        return Ok(());
+    };
+    let ended = match out.signal {
+        Some(UNKNOWN_SIGNAL) => "was killed by a signal".to_string(),
+        Some(sig) => format!("was killed by signal {sig}"),
+        None => format!("exited with code {}", out.code),
+    };
+    let limit = fmt_bytes(limit as u64);
+    Err(Failure::new(
+        Kind::OutputLimit,
+        host,
+        format!(
+            "{host}: `{shown}` wrote {} to {stream}, more than max_output ({limit}): what came past {limit} was discarded; the command {ended}",
+            fmt_bytes(written)
+        ),
+    ))
 }
 
 /// A non-zero exit, a signal, or a command that was not found, as a failure naming host and command.

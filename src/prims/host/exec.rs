@@ -6,18 +6,22 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use rhai::Map;
 use serde_json::json;
 
 use super::command::{
-    check_exit, quote, quote_all, Command, Input, Output, RunOpts, Sink, UNKNOWN_SIGNAL,
+    check_exit, check_output, quote, quote_all, Command, Input, Output, RunOpts, Sink,
+    UNKNOWN_SIGNAL,
 };
 use super::handle::{Host, Transport};
+use super::output::{collect, Collected, PID_MARK};
 use crate::effect::{Access, Permit};
 use crate::error::{Failure, Kind};
-use crate::prims::ssh::{through_master, SshTarget};
+use crate::prims::ssh::{
+    innermost, session_backoff, through_master, Connection, SshTarget, SESSION_REFUSALS,
+};
 use crate::run::Run;
 
 impl Host {
@@ -53,13 +57,15 @@ impl Host {
         sink: Sink,
     ) -> Result<Output, Failure> {
         let host = self.name();
-        let what = format!("`{}`", cmd.display());
-        run.block_on(host, &what, o.timeout, async {
+        let shown = cmd.display();
+        let out = run.block_on(host, &format!("`{shown}`"), o.timeout, async {
             match self.transport() {
                 Transport::Local => exec_local(run, host, cmd, o, &input, &sink).await,
                 Transport::Ssh(target) => exec_ssh(run, host, target, cmd, o, &input, &sink).await,
             }
-        })
+        })?;
+        check_output(host, &shown, &out, o.max_output)?;
+        Ok(out)
     }
 }
 
@@ -105,6 +111,7 @@ async fn exec_local(
                 signal: None,
                 stdout: String::new(),
                 stderr: format!("{}: {e}", argv[0]),
+                overflow: None,
             })
         }
         Err(e) => {
@@ -128,6 +135,7 @@ async fn exec_local(
         },
         input,
         sink,
+        o.max_output,
     )
     .await?;
     let status = child
@@ -136,12 +144,33 @@ async fn exec_local(
         .map_err(|e| Failure::new(Kind::Exec, host, format!("{host}: `{shown}`: {e}")))?;
     guard.disarm();
     use std::os::unix::process::ExitStatusExt;
-    Ok(Output {
-        code: status.code().map(i64::from).unwrap_or(-1),
-        signal: status.signal(),
+    Ok(output(
+        status.code().map(i64::from).unwrap_or(-1),
+        status.signal(),
         stdout,
         stderr,
-    })
+        o.max_output,
+    ))
+}
+
+/// A finished command's result from its streams; `overflow` names the first one past `limit`.
+fn output(
+    code: i64,
+    signal: Option<i32>,
+    stdout: Collected,
+    stderr: Collected,
+    limit: usize,
+) -> Output {
+    let overflow = [("stdout", stdout.written), ("stderr", stderr.written)]
+        .into_iter()
+        .find(|(_, written)| *written > limit as u64);
+    Output {
+        code,
+        signal,
+        stdout: stdout.text,
+        stderr: stderr.text,
+        overflow,
+    }
 }
 
 /// The command line the remote shell runs: options become shell syntax around the quoted command.
@@ -180,41 +209,66 @@ async fn exec_ssh(
     // is the whole command, which a timeout or Ctrl-C then stops (closing the channel does not).
     let line = format!("echo {PID_MARK}$$ >&2; {}", remote_line(cmd, o));
     let shown = cmd.display();
-    // A master that died since the last command (idle timeout, sshd restart) is reopened once; the
-    // command has not started when spawning fails, so trying again cannot run it twice.
-    let mut attempt = 0;
+    // A master that died since the last command (idle timeout, sshd restart) is reopened once.
+    let mut reconnected = false;
     loop {
-        let conn = run.ssh.connect(host, target).await?;
+        let conn = run.ssh.connect(&run.report, host, target).await?;
         // Holds a session slot for as long as the command runs.
         let _slot = conn
             .slots
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        let mut c = conn.session.raw_command(&line);
-        c.stdin(if matches!(input, Input::Null) {
-            openssh::Stdio::null()
-        } else {
-            openssh::Stdio::piped()
-        })
-        .stdout(openssh::Stdio::piped())
-        .stderr(openssh::Stdio::piped());
-        let mut child = match c.spawn().await {
-            Ok(child) => child,
-            Err(e) if attempt == 0 => {
-                run.report
-                    .debug(&format!("{host}: reconnecting after: {e}"));
-                run.ssh.forget(target).await;
-                attempt += 1;
-                continue;
-            }
-            Err(e) => {
+        let mut refusals = 0;
+        // The command has not started while opening its session fails: trying again cannot run it
+        // twice.
+        let child = loop {
+            let mut c = conn.session.raw_command(&line);
+            c.stdin(if matches!(input, Input::Null) {
+                openssh::Stdio::null()
+            } else {
+                openssh::Stdio::piped()
+            })
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped());
+            let e = match c.spawn().await {
+                Ok(child) => break Some(child),
+                Err(e) => e,
+            };
+            let why = innermost(&e);
+            if conn.alive().await {
+                // The master works and the server refused the session: it is at its MaxSessions,
+                // counting sessions it has not freed yet. One frees soon; the master stays.
+                if refusals < SESSION_REFUSALS {
+                    run.report.debug(&format!(
+                        "{host}: a new session was refused ({why}); trying again"
+                    ));
+                    tokio::time::sleep(session_backoff(refusals)).await;
+                    refusals += 1;
+                    continue;
+                }
                 return Err(Failure::new(
                     Kind::Connection,
                     host,
-                    format!("{host}: cannot run `{shown}`: {e}"),
-                ))
+                    format!("{host}: cannot run `{shown}`: the host refused a new session {refusals} times in a row ({why})"),
+                ));
             }
+            if reconnected {
+                return Err(Failure::new(
+                    Kind::Connection,
+                    host,
+                    format!("{host}: cannot run `{shown}`: the connection failed ({why})"),
+                ));
+            }
+            run.report.debug(&format!(
+                "{host}: the connection is gone ({why}); reconnecting"
+            ));
+            run.ssh.forget(target, &conn);
+            reconnected = true;
+            break None;
+        };
+        let Some(mut child) = child else {
+            continue;
         };
         let pid = std::sync::Mutex::new(None);
         let mut guard = StopOnDrop::new(StopTarget::Remote(
@@ -233,32 +287,54 @@ async fn exec_ssh(
             },
             input,
             sink,
+            o.max_output,
         )
         .await?;
         use std::os::unix::process::ExitStatusExt;
         let (code, signal) = match child.wait().await {
             Ok(status) => (status.code().map(i64::from).unwrap_or(-1), status.signal()),
-            // openssh reports exit code 127 as an error of its own, and a signal without its number.
+            // openssh reports exit code 127 as an error of its own.
             Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 (127, None)
             }
-            Err(openssh::Error::RemoteProcessTerminated) => (-1, Some(UNKNOWN_SIGNAL)),
+            // The mux protocol ends a session the same way whether a signal killed the command or
+            // the connection dropped: the master's health tells which.
+            Err(openssh::Error::RemoteProcessTerminated) if conn.alive().await => {
+                (-1, Some(UNKNOWN_SIGNAL))
+            }
             Err(e) => {
-                return Err(Failure::new(
-                    Kind::Connection,
-                    host,
-                    format!("{host}: `{shown}`: the connection failed: {e}"),
-                ))
+                guard.disarm();
+                return Err(dropped(run, host, &shown, target, &conn, &e).await);
             }
         };
         guard.disarm();
-        return Ok(Output {
-            code,
-            signal,
-            stdout,
-            stderr,
-        });
+        return Ok(output(code, signal, stdout, stderr, o.max_output));
     }
+}
+
+/// The failure of a command whose session ended without an exit status: the connection dropped
+/// (the master is gone: the next command reconnects), or something else went wrong on it.
+async fn dropped(
+    run: &Run,
+    host: &str,
+    shown: &str,
+    target: &SshTarget,
+    conn: &std::sync::Arc<Connection>,
+    e: &openssh::Error,
+) -> Failure {
+    if conn.alive().await {
+        return Failure::new(
+            Kind::Connection,
+            host,
+            format!("{host}: `{shown}`: the session failed: {}", innermost(e)),
+        );
+    }
+    run.ssh.forget(target, conn);
+    Failure::new(
+        Kind::Connection,
+        host,
+        format!("{host}: `{shown}`: the connection dropped while it ran"),
+    )
 }
 
 /// A running command's pipes; `pid` receives the remote shell's pid from its stderr.
@@ -270,9 +346,6 @@ struct Pipes<'p, W, R1, R2> {
     /// Show each line live under `-v`.
     live: bool,
 }
-
-/// What the remote shell prints first on stderr, followed by its pid.
-const PID_MARK: &str = "runner-pid:";
 
 /// Stops a command that did not finish (its future was dropped: a timeout or Ctrl-C): TERM to its
 /// whole process group. Disarmed once the command has exited.
@@ -332,7 +405,8 @@ async fn drive<W, R1, R2>(
     pipes: Pipes<'_, W, R1, R2>,
     input: &Input,
     sink: &Sink,
-) -> Result<(String, String), Failure>
+    limit: usize,
+) -> Result<(Collected, Collected), Failure>
 where
     W: AsyncWrite + Unpin + Send,
     R1: AsyncRead + Unpin + Send,
@@ -372,7 +446,7 @@ where
     };
     let out = async {
         match sink {
-            Sink::Capture => collect(stdout, live.then_some((run, host)), None)
+            Sink::Capture => collect(stdout, limit, live.then_some((run, host)), None)
                 .await
                 .map_err(|e| io("reading output", e)),
             Sink::File(p) => {
@@ -386,51 +460,16 @@ where
                 f.sync_all()
                     .await
                     .map_err(|e| io(&format!("cannot write {}", p.display()), e))?;
-                Ok(String::new())
+                Ok(Collected::empty())
             }
         }
     };
     let err = async {
-        collect(stderr, live.then_some((run, host)), pid)
+        collect(stderr, limit, live.then_some((run, host)), pid)
             .await
             .map_err(|e| io("reading error output", e))
     };
     let (fed, out, err) = tokio::join!(feed, out, err);
     fed?;
     Ok((out?, err?))
-}
-
-/// Read a stream to the end as text, showing each line as it comes when `live` is set.
-/// With `pid`, the line that carries the remote shell's pid is taken out and its pid stored.
-async fn collect<R: AsyncRead + Unpin>(
-    r: R,
-    live: Option<(&Run, &str)>,
-    pid: Option<&std::sync::Mutex<Option<u32>>>,
-) -> std::io::Result<String> {
-    let mut reader = BufReader::new(r);
-    let mut all = Vec::new();
-    loop {
-        let start = all.len();
-        if reader.read_until(b'\n', &mut all).await? == 0 {
-            break;
-        }
-        if let Some(slot) = pid.filter(|p| p.lock().unwrap().is_none()) {
-            let line = String::from_utf8_lossy(&all[start..]);
-            if let Some(n) = line
-                .trim_end()
-                .strip_prefix(PID_MARK)
-                .and_then(|n| n.parse().ok())
-            {
-                *slot.lock().unwrap() = Some(n);
-                all.truncate(start);
-                continue;
-            }
-        }
-        if let Some((run, host)) = live {
-            let line = String::from_utf8_lossy(&all[start..]);
-            run.report
-                .debug(&format!("{host}: {}", line.trim_end_matches('\n')));
-        }
-    }
-    Ok(String::from_utf8_lossy(&all).into_owned())
 }

@@ -6,6 +6,7 @@
 //! - `command.rs`: a command as scripts give it, its options and its result;
 //! - `exec.rs`: `Host::exec`, through which every command on every host runs, locally or over SSH:
 //!   pipes, live output, stopping it when abandoned;
+//! - `output.rs`: reading a command's output, bounded by `max_output`;
 //! - `files.rs`: reading, checking and writing files atomically, uploads and downloads;
 //! - `api.rs`: the script functions.
 
@@ -14,6 +15,7 @@ mod command;
 mod exec;
 mod files;
 mod handle;
+mod output;
 
 pub use api::host_api;
 pub use command::{check_exit, quote, quote_all, Command, Input, Output, RunOpts, Sink};
