@@ -48,15 +48,18 @@ enum Command {
     },
     /// Print the hosts an inventory and a --limit pattern select.
     Hosts {
-        /// The inventory: TOML, or an Ansible YAML inventory.
+        /// The inventory: runner's TOML, or an Ansible inventory (YAML or INI).
         #[arg(short = 'i', long = "inventory", value_name = "FILE")]
         inventory: PathBuf,
-        /// Narrow the hosts: names, groups, globs (`web*`), comma lists, `!exclusions`.
+        /// Narrow the hosts: names, groups, globs (`web*`), comma lists, `!exclusions`, `&intersections`.
         #[arg(long, value_name = "PATTERN")]
         limit: Option<String>,
         /// Only this group (default: all).
         #[arg(default_value = "all")]
         group: String,
+        /// Output format (json: one object per host, with its connection, groups and vars).
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
     },
     /// Show one run: its header, every change with its outcome, what it left where
     ///
@@ -101,10 +104,10 @@ struct RunArgs {
     /// A folder searched by `import` (repeatable; after the script's own folder, before RUNNER_PATH).
     #[arg(long, value_name = "DIR")]
     lib: Vec<PathBuf>,
-    /// The inventory for hosts(group): TOML, or an Ansible YAML inventory.
+    /// The inventory for hosts(group): runner's TOML, or an Ansible inventory (YAML or INI).
     #[arg(short = 'i', long = "inventory", value_name = "FILE")]
     inventory: Option<PathBuf>,
-    /// Narrow hosts(group): names, groups, globs (`web*`), comma lists, `!exclusions`.
+    /// Narrow hosts(group): names, groups, globs (`web*`), comma lists, `!exclusions`, `&intersections`.
     #[arg(long, value_name = "PATTERN")]
     limit: Option<String>,
     /// Change nothing: print what each state-changing operation would do. Read-only ones still run.
@@ -155,6 +158,7 @@ impl RunArgs {
             }
             params.insert(k.into(), v.into());
         }
+        let inventory = load_inventory(self.inventory.as_deref(), self.limit.as_deref())?;
         Ok(Config {
             dry_run: self.dry_run,
             yes: self.yes,
@@ -163,17 +167,31 @@ impl RunArgs {
             journal: self.journal,
             output: self.output,
             verbosity: self.verbose as i8 - self.quiet as i8,
-            inventory: self
-                .inventory
-                .as_deref()
-                .map(Inventory::load)
-                .transpose()?
-                .map(Arc::new),
+            inventory,
             limit: self.limit,
             resume: self.resume,
             force: self.force,
         })
     }
+}
+
+/// The inventory of `-i FILE`, with the `--limit` pattern checked against it: a pattern that matches
+/// no host is an error before anything runs.
+fn load_inventory(
+    file: Option<&std::path::Path>,
+    limit: Option<&str>,
+) -> Result<Option<Arc<Inventory>>, Error> {
+    let Some(file) = file else {
+        return match limit {
+            Some(l) => Err(Error::Usage(format!(
+                "--limit {l}: there is no inventory to limit; pass one with -i FILE"
+            ))),
+            None => Ok(None),
+        };
+    };
+    let inv = Inventory::load(file)?;
+    inv.limited(limit).map_err(Error::Usage)?;
+    Ok(Some(Arc::new(inv)))
 }
 
 /// `--lib` folders, then the folders of `RUNNER_PATH` (colon-separated).
@@ -226,9 +244,11 @@ fn dispatch(cli: Cli) -> Result<(), Error> {
             inventory,
             limit,
             group,
+            output,
         } => Runner::new(Config {
-            inventory: Some(Arc::new(Inventory::load(&inventory)?)),
+            inventory: load_inventory(Some(&inventory), limit.as_deref())?,
             limit,
+            output,
             ..Config::default()
         })?
         .hosts(&group),

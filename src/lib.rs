@@ -170,7 +170,7 @@ impl Runner {
     }
 
     /// `runner hosts GROUP`: one line per host the inventory and `--limit` select: its name, where
-    /// it is reached, its groups and its variables.
+    /// it is reached, its groups and its variables (`--output json`: one object per host).
     pub fn hosts(&self, group: &str) -> Result<(), Error> {
         let inv = self
             .config
@@ -178,6 +178,9 @@ impl Runner {
             .as_ref()
             .ok_or_else(|| Error::Usage("runner hosts needs an inventory (-i FILE)".into()))?;
         let report = self.reporter();
+        for w in &inv.warnings {
+            report.warn(w);
+        }
         for e in inv
             .select(group, self.config.limit.as_deref())
             .map_err(|f| Error::Usage(f.message))?
@@ -186,6 +189,24 @@ impl Runner {
                 None => "local".to_string(),
                 Some(t) => t.display(),
             };
+            if self.config.output == report::Output::Json {
+                let vars = rhai::serde::from_dynamic::<serde_json::Value>(&e.vars.clone().into())
+                    .unwrap_or_default();
+                let become_user = e.privilege.enabled.then(|| {
+                    e.privilege.user.clone().unwrap_or_else(|| "root".into())
+                });
+                let ssh = e.ssh.as_ref();
+                report.event(json!({
+                    "host": e.name,
+                    "address": ssh.map_or("local", |t| t.address.as_str()),
+                    "user": ssh.and_then(|t| t.user.clone()),
+                    "port": ssh.and_then(|t| t.port),
+                    "become_user": become_user,
+                    "groups": e.groups,
+                    "vars": vars,
+                }));
+                continue;
+            }
             let vars: Vec<String> = e.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
             report.print(&format!(
                 "{}\t{address}\tgroups={}\t{}",

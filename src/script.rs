@@ -40,6 +40,11 @@ pub fn execute(
             return Err(e);
         }
     };
+    if let Some(inv) = &run.config.inventory {
+        for w in &inv.warnings {
+            run.report.warn(w);
+        }
+    }
     let header = header(&run, source, text, path, resumed.as_ref());
     run.journal.set_header(header.clone());
     run.report.event(with_event("run_start", header.clone()));

@@ -8,6 +8,7 @@ mod flow;
 mod haproxy;
 mod host;
 mod http;
+mod inventory;
 mod layout;
 mod nginx;
 mod process;

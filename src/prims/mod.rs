@@ -10,6 +10,7 @@ pub mod host;
 pub mod http;
 pub mod process;
 pub mod ssh;
+pub mod ssh_config;
 
 /// Every domain's module, by the name `runner doc MODULE` takes.
 pub fn modules() -> Vec<(&'static str, Module)> {

@@ -70,6 +70,65 @@ pub fn quote(arg: &str) -> String {
         .unwrap_or_else(|_| format!("'{}'", clean.replace('\'', "'\\''")))
 }
 
+/// Running as another user through `sudo -n` (it never asks for a password): a host's default
+/// (`ansible_become`, `become = true` in an inventory).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Become {
+    pub enabled: bool,
+    /// As whom (default root).
+    pub user: Option<String>,
+}
+
+/// The option keys of every call that can run as another user.
+pub const BECOME_KEYS: &[&str] = &["become", "become_user", "sudo"];
+
+/// What a call says of `become`: `become` (`sudo` is the same), `become_user` (which implies
+/// `become`); None for what it does not say, left to the host's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BecomeOpts {
+    pub enabled: Option<bool>,
+    pub user: Option<String>,
+}
+
+impl BecomeOpts {
+    pub fn parse(o: &Opts) -> Result<Self, Failure> {
+        let enabled = match (o.get("become"), o.get("sudo")) {
+            (Some(_), _) => Some(o.bool("become", false)?),
+            (None, Some(_)) => Some(o.bool("sudo", false)?),
+            (None, None) => None,
+        };
+        let user = o.string("become_user")?;
+        Ok(BecomeOpts {
+            enabled: enabled.or(user.as_ref().map(|_| true)),
+            user,
+        })
+    }
+
+    /// As whom a command runs through sudo, given the host's default; None: as the login user.
+    pub fn resolve(&self, host: &Become) -> Option<String> {
+        let enabled = self.enabled.unwrap_or(host.enabled);
+        enabled.then(|| {
+            self.user
+                .clone()
+                .or_else(|| host.user.clone())
+                .unwrap_or_else(|| "root".into())
+        })
+    }
+}
+
+/// The options of `run`.
+pub const RUN_KEYS: &[&str] = &[
+    "check",
+    "timeout",
+    "stdin",
+    "env",
+    "cwd",
+    "become",
+    "become_user",
+    "sudo",
+    "read_only",
+];
+
 /// The options of `run`.
 #[derive(Default)]
 pub struct RunOpts {
@@ -78,7 +137,8 @@ pub struct RunOpts {
     pub stdin: Option<String>,
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
-    pub sudo: bool,
+    /// `become`, `become_user`, `sudo`.
+    pub privilege: BecomeOpts,
     pub read_only: bool,
     /// Show the output live under `-v`: a user's command, not runner's own probes (whose output,
     /// e.g. `docker inspect` JSON with environment values, is nobody's business on a terminal).
@@ -87,26 +147,14 @@ pub struct RunOpts {
 
 impl RunOpts {
     pub fn parse(opts: Map, host: &str) -> Result<Self, Failure> {
-        let o = Opts::new(
-            opts,
-            &[
-                "check",
-                "timeout",
-                "stdin",
-                "env",
-                "cwd",
-                "sudo",
-                "read_only",
-            ],
-            host,
-        )?;
+        let o = Opts::new(opts, RUN_KEYS, host)?;
         Ok(RunOpts {
             check: o.bool("check", true)?,
             timeout: o.secs("timeout")?,
             stdin: o.string("stdin")?,
             env: o.string_map("env")?,
             cwd: o.string("cwd")?,
-            sudo: o.bool("sudo", false)?,
+            privilege: BecomeOpts::parse(&o)?,
             read_only: o.bool("read_only", false)?,
             stream: true,
         })

@@ -16,5 +16,8 @@ mod files;
 mod handle;
 
 pub use api::host_api;
-pub use command::{check_exit, quote, quote_all, Command, Input, Output, RunOpts, Sink};
+pub use command::{
+    check_exit, quote, quote_all, Become, BecomeOpts, Command, Input, Output, RunOpts, Sink,
+    BECOME_KEYS, RUN_KEYS,
+};
 pub use handle::{Host, Transport};
