@@ -451,3 +451,123 @@ fn remote_stderr_does_not_show_runners_pid_marker() {
         .success()
         .stdout_is("err\n\n");
 }
+
+/// A jump host and a target: `jump` also accepts the target's client key, and one known_hosts file
+/// holds both host keys.
+fn jump_and_target() -> (Sshd, Sshd, std::path::PathBuf) {
+    let (jump, target) = (Sshd::start(), Sshd::start());
+    let key = std::fs::read_to_string(target.key.with_extension("pub")).unwrap();
+    let authorized = jump.dir.path().join("authorized_keys");
+    let mut both = std::fs::read_to_string(&authorized).unwrap();
+    both.push_str(&key);
+    std::fs::write(&authorized, both).unwrap();
+    let known = target.dir.path().join("both_known_hosts");
+    std::fs::write(
+        &known,
+        std::fs::read_to_string(&jump.known_hosts).unwrap()
+            + &std::fs::read_to_string(&target.known_hosts).unwrap(),
+    )
+    .unwrap();
+    (jump, target, known)
+}
+
+#[test]
+fn ansible_ssh_common_args_jump_reaches_the_target_and_the_hop_gets_key_and_known_hosts() {
+    let (jump, target, known) = jump_and_target();
+    let inv = format!(
+        "[web]\nweb1 ansible_host=127.0.0.1 ansible_port={} ansible_user={SSH_USER} ansible_ssh_private_key_file={}\n\n[web:vars]\nansible_ssh_common_args='-J {SSH_USER}@127.0.0.1:{} -o UserKnownHostsFile={}'\n",
+        target.port,
+        target.key.display(),
+        jump.port,
+        known.display()
+    );
+    Test::new()
+        .file("hosts", &inv)
+        .script("print(hosts(\"web\")[0].run(\"echo through the jump\").stdout);")
+        .args(&["-i", "hosts"])
+        .run()
+        .success()
+        .stdout_is("through the jump\n\n");
+    assert_eq!(jump.accepted(), 1, "the jump host carried the connection");
+    assert_eq!(target.accepted(), 1);
+}
+
+#[test]
+fn ssh_config_alias_with_proxyjump_user_and_port_works() {
+    let (jump, target, known) = jump_and_target();
+    let t = Test::new();
+    let config = t.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host target\n  HostName 127.0.0.1\n  Port {}\n  User {SSH_USER}\n  ProxyJump hop\n\nHost hop\n  HostName 127.0.0.1\n  Port {}\n  User {SSH_USER}\n",
+            target.port, jump.port
+        ),
+    )
+    .unwrap();
+    t.script(&format!(
+        "let h = ssh(\"target\", #{{ssh_config: \"{}\", key: \"{}\", known_hosts_file: \"{}\"}});\nprint(h.run(\"whoami\").stdout);",
+        config.display(),
+        target.key.display(),
+        known.display()
+    ))
+    .run()
+    .success()
+    .stdout_is(&format!("{SSH_USER}\n\n"));
+    assert_eq!(jump.accepted(), 1, "ProxyJump of the ssh_config went through the hop");
+}
+
+#[test]
+fn ansible_host_key_checking_false_reaches_a_host_whose_key_is_unknown() {
+    let sshd = Sshd::start();
+    let host = |extra: &str| {
+        format!(
+            "[web]\nweb1 ansible_host=127.0.0.1 ansible_port={} ansible_user={SSH_USER} ansible_ssh_private_key_file={} {extra}\n",
+            sshd.port,
+            sshd.key.display()
+        )
+    };
+    let script = "print(hosts(\"web\")[0].run(\"echo in\").stdout);";
+    // The key is in no known_hosts file: strict checking refuses it...
+    Test::new()
+        .file("hosts", &host("ansible_ssh_common_args='-o UserKnownHostsFile=/dev/null'"))
+        .script(script)
+        .args(&["-i", "hosts"])
+        .run()
+        .code(1)
+        .stderr_has("host key verification failed");
+    // ...and each way Ansible turns the check off reaches it.
+    for off in [
+        "ansible_host_key_checking=false",
+        "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'",
+    ] {
+        Test::new()
+            .file("hosts", &host(off))
+            .script(script)
+            .args(&["-i", "hosts"])
+            .run()
+            .success()
+            .stdout_is("in\n\n");
+    }
+}
+
+#[test]
+fn ansible_password_is_warned_about_naming_it() {
+    let sshd = Sshd::start();
+    Test::new()
+        .file(
+            "inv.yml",
+            &format!(
+                "all:\n  hosts:\n    web1:\n      ansible_host: 127.0.0.1\n      ansible_port: {}\n      ansible_user: {SSH_USER}\n      ansible_password: s3cret\n      ansible_ssh_private_key_file: {}\n      known_hosts_file: {}\n",
+                sshd.port,
+                sshd.key.display(),
+                sshd.known_hosts.display()
+            ),
+        )
+        .script("print(hosts()[0].run(\"echo key login\").stdout);")
+        .args(&["-i", "inv.yml"])
+        .run()
+        .success()
+        .stdout_is("key login\n\n")
+        .stderr_has("warning: inventory inv.yml: ansible_password (on web1) is not applied: runner logs in with SSH keys");
+}
