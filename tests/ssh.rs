@@ -571,3 +571,66 @@ fn ansible_password_is_warned_about_naming_it() {
         .stdout_is("key login\n\n")
         .stderr_has("warning: inventory inv.yml: ansible_password (on web1) is not applied: runner logs in with SSH keys");
 }
+
+#[test]
+fn become_runs_commands_and_writes_files_as_root_through_sudo() {
+    let sshd = Sshd::start();
+    // A folder only root may write to.
+    let dir = sshd.dir.path().join("etc");
+    std::fs::create_dir(&dir).unwrap();
+    let f = dir.join("app.conf");
+    Test::new()
+        .script(&format!(
+            "let h = {};\nprint(h.run(\"id -un\", #{{become: true}}).stdout.split(\"\\n\")[0] + \" \" + h.run(\"id -un\").stdout);\n\
+             try {{ h.write_file(\"{f}\", \"x\\n\") }} catch (e) {{ print(e.kind) }}\n\
+             print(h.write_file(\"{f}\", \"port=80\\n\", #{{mode: \"0600\", become: true}}).changed);\n\
+             print(h.write_file(\"{f}\", \"port=80\\n\", #{{mode: \"0600\", sudo: true}}).changed);\n\
+             print(h.read_file(\"{f}\"));",
+            sshd.handle(),
+            f = f.display()
+        ))
+        .run()
+        .code(1)
+        .stdout_has("root runner-test\n")
+        .stdout_has("io\ntrue\nfalse\n")
+        // The login user cannot read what root wrote with mode 0600.
+        .stderr_has("Permission denied");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(&f).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), 0, "written as root");
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "port=80\n");
+}
+
+#[test]
+fn become_that_sudo_would_ask_a_password_for_fails_at_once_saying_so() {
+    let sshd = Sshd::start();
+    let out = Test::new()
+        .script(&format!(
+            "let h = {};\ntry {{ h.run(\"id\", #{{become_user: \"nobody\"}}) }} catch (e) {{ print(e.kind); print(e.message) }}",
+            sshd.handle()
+        ))
+        .run()
+        .success()
+        .stdout_has("become\n")
+        .stdout_has("cannot run `id` as nobody with sudo: sudo asks for a password, and runner runs sudo -n, which never prompts");
+    assert!(out.elapsed.as_secs() < 10, "it waited: {:?}", out.elapsed);
+}
+
+#[test]
+fn ansible_become_in_the_inventory_applies_to_every_command_of_the_host() {
+    let sshd = Sshd::start();
+    let inv = format!(
+        "[web]\nweb1 ansible_host=127.0.0.1 ansible_port={} ansible_user={SSH_USER} ansible_ssh_private_key_file={} ansible_become=true known_hosts_file={}\n",
+        sshd.port,
+        sshd.key.display(),
+        sshd.known_hosts.display()
+    );
+    Test::new()
+        .file("hosts", &inv)
+        .script("let h = hosts(\"web\")[0];\nprint(h.run(\"id -un\").stdout.split(\"\\n\")[0]);\nprint(h.run(\"id -un\", #{become: false}).stdout.split(\"\\n\")[0]);")
+        .args(&["-i", "hosts"])
+        .run()
+        .success()
+        .stdout_is("root\nrunner-test\n");
+}
