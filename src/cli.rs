@@ -149,6 +149,7 @@ impl RunArgs {
                 params.insert(k.into(), toml_to_dynamic(v));
             }
         }
+        let mut param_flags = Vec::new();
         for p in &self.params {
             let (k, v) = p
                 .split_once('=')
@@ -157,12 +158,14 @@ impl RunArgs {
                 return Err(Error::Usage(format!("--param {p}: the name is empty")));
             }
             params.insert(k.into(), v.into());
+            param_flags.push(k.to_string());
         }
         let inventory = load_inventory(self.inventory.as_deref(), self.limit.as_deref())?;
         Ok(Config {
             dry_run: self.dry_run,
             yes: self.yes,
             params,
+            param_flags,
             libs: lib_path(self.lib),
             journal: self.journal,
             output: self.output,

@@ -15,6 +15,8 @@ pub struct Config {
     pub yes: bool,
     /// `--param` and `--params`: values for `param(name)`.
     pub params: Map,
+    /// The names given with `--param`: each must be one the script reads with `param()`.
+    pub param_flags: Vec<String>,
     /// `--lib` folders, then `RUNNER_PATH`, searched by `import`.
     pub libs: Vec<PathBuf>,
     /// `--journal FILE`; None: a new file under `$XDG_STATE_HOME/runner/runs/`.

@@ -127,19 +127,20 @@ fn render_import_error(
 }
 
 impl Runner {
-    /// `runner check`: compile, resolve imports, report unknown functions; nothing runs.
-    pub fn check(&self, path: &Path) -> Result<(), Error> {
+    /// `runner check`: compile, resolve imports, find what would fail at run time (see `check`);
+    /// nothing runs. Returns what it found, with the `param()` names the script reads.
+    pub fn check(&self, path: &Path) -> Result<check::Report, Error> {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Usage(format!("cannot read script {source}: {e}")))?;
         let run = self.new_run(&source);
         let engine = engine::build(&run);
         let ast = Runner::compile(&run, &engine, &source, &text)?;
-        let errors = check::unknown_functions(&run, &engine, &ast, &source);
-        if errors.is_empty() {
-            Ok(())
+        let report = check::check(&run, &engine, &ast, &source, &text);
+        if report.errors.is_empty() {
+            Ok(report)
         } else {
-            Err(Error::Compile(errors.join("\n")))
+            Err(Error::Compile(report.errors.join("\n")))
         }
     }
 
@@ -150,7 +151,12 @@ impl Runner {
         let mut failed = 0;
         for script in scripts {
             match self.check(script) {
-                Ok(()) => report.info(&format!("{}: ok", script.display())),
+                Ok(r) if r.params.is_empty() => report.info(&format!("{}: ok", script.display())),
+                Ok(r) => report.info(&format!(
+                    "{}: ok (params: {})",
+                    script.display(),
+                    r.params.join(", ")
+                )),
                 Err(e) => {
                     failed += 1;
                     match &e {
@@ -192,9 +198,10 @@ impl Runner {
             if self.config.output == report::Output::Json {
                 let vars = rhai::serde::from_dynamic::<serde_json::Value>(&e.vars.clone().into())
                     .unwrap_or_default();
-                let become_user = e.privilege.enabled.then(|| {
-                    e.privilege.user.clone().unwrap_or_else(|| "root".into())
-                });
+                let become_user = e
+                    .privilege
+                    .enabled
+                    .then(|| e.privilege.user.clone().unwrap_or_else(|| "root".into()));
                 let ssh = e.ssh.as_ref();
                 report.event(json!({
                     "host": e.name,

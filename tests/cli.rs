@@ -237,6 +237,94 @@ fn check_reports_a_function_missing_from_an_imported_module() {
 }
 
 #[test]
+fn check_rejects_a_missing_argument_and_an_option_typo_with_did_you_mean() {
+    Test::new()
+        .file(
+            "rollout.rhai",
+            "let lb = haproxy(\"/run/haproxy.sock\");\nlb.wait_drained(\"web_servers/web1\");\nlocal().run(\"true\", #{timout: 5});\nwait_http(\"http://127.0.0.1/\", #{status: 200, timeout: 5});\n",
+        )
+        .args(&["check", "rollout.rhai"])
+        .run()
+        .code(2)
+        .stderr_has("`wait_drained` takes 2 argument(s), not 1: lb.wait_drained(server: string, timeout: ?)")
+        .stderr_has("rollout.rhai:2:4")
+        .stderr_has("`run`: unknown option `timout`; did you mean `timeout`?")
+        .stderr_has("rollout.rhai:3:");
+    Test::new()
+        .file("m.rhai", "fn f(a, b) { a }\n")
+        .file(
+            "s.rhai",
+            "import \"m\" as m;\nm::f(1);\nimport \"nope\" as n;\n",
+        )
+        .args(&["check", "s.rhai"])
+        .run()
+        .code(2)
+        .stderr_has("module \"nope\" not found");
+}
+
+#[test]
+fn check_catches_arguments_of_the_wrong_type_and_module_arity() {
+    Test::new()
+        .file("m.rhai", "fn f(a, b) { a }\n")
+        .file("s.rhai", "import \"m\" as m;\nm::f(1);\nlocal().write_file(\"f\", 42);\n")
+        .args(&["check", "s.rhai"])
+        .run()
+        .code(2)
+        .stderr_has("`m::f` takes 2 argument(s), not 1")
+        .stderr_has("`write_file`: argument 2 is an int, but h.write_file(path: string, content: string) -> map wants string there");
+}
+
+#[test]
+fn check_points_at_the_rhai_surprises_trim_result_and_backtick_escapes() {
+    Test::new()
+        .file(
+            "s.rhai",
+            "let s = \" v2 \";\nlet t = s.trim();\ns.trim();\nlet u = s.replace(\"v\", \"w\");\nprint(`line\\n`);\nprint(s.trimmed() + s.replaced(\"v\", \"w\") + [\"a\", \"b\"].join(\",\"));\n",
+        )
+        .args(&["check", "s.rhai"])
+        .run()
+        .code(2)
+        .stderr_has("`trim()` changes the value in place and returns (), so its result here is (): call it as a statement of its own or `s.trimmed()` for the trimmed copy\n  --> s.rhai:2:11")
+        .stderr_lacks("s.rhai:3:")
+        .stderr_has("`replace()` changes the value in place")
+        .stderr_has("`\\n` in a backtick string is a backslash and `n`")
+        .stderr_has("s.rhai:5:12")
+        .stderr_lacks("s.rhai:6:");
+}
+
+#[test]
+fn play_refuses_what_check_rejects_and_a_param_no_param_call_reads() {
+    let out = Test::new()
+        .script("local().write_file(\"written\", \"x\");\nlocal().run(\"true\", #{timout: 5});\n")
+        .run()
+        .code(2)
+        .stderr_has("unknown option `timout`");
+    assert!(!out.path("written").exists(), "nothing runs");
+    Test::new()
+        .script("print(param(\"backend\", \"web\"));")
+        .args(&["-p", "bakend=db"])
+        .run()
+        .code(2)
+        .stderr_has("--param bakend: main.rhai has no param(\"bakend\")")
+        .stderr_has("did you mean `backend`?");
+    Test::new()
+        .script("print(param(\"backend\", \"web\"));")
+        .args(&["-p", "backend=db"])
+        .run()
+        .success()
+        .stdout_is("db\n");
+    Test::new()
+        .file(
+            "s.rhai",
+            "let a = param(\"backend\");\nlet b = param(\"version\", 1);\n",
+        )
+        .args(&["check", "s.rhai"])
+        .run()
+        .success()
+        .stderr_has("s.rhai: ok (params: backend, version)");
+}
+
+#[test]
 fn doc_lists_every_function_with_its_doc_comment() {
     let out = Test::new().args(&["doc"]).run().success();
     for needle in [

@@ -189,7 +189,10 @@ fn write_file_with_mode_0600_sets_it_on_a_new_and_an_existing_file() {
         .success();
     assert_eq!(mode(&out.path("new")), 0o600);
     assert_eq!(mode(&out.path("old")), 0o600, "a mode alone is a change");
-    assert_eq!(std::fs::read_to_string(out.path("new")).unwrap(), "secret\n");
+    assert_eq!(
+        std::fs::read_to_string(out.path("new")).unwrap(),
+        "secret\n"
+    );
 }
 
 #[test]
@@ -203,7 +206,11 @@ fn write_file_of_the_same_content_changes_nothing_and_is_not_rewritten() {
         .run()
         .success()
         .stdout_is("#{\"changed\": false}\n");
-    assert_eq!(std::fs::metadata(out.path("conf")).unwrap().ino(), inode, "rewritten");
+    assert_eq!(
+        std::fs::metadata(out.path("conf")).unwrap().ino(),
+        inode,
+        "rewritten"
+    );
     let effects = journal_records(&out.path("j.jsonl"))
         .into_iter()
         .filter(|r| r["type"] == "effect" || r["type"] == "effect_start")

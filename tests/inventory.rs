@@ -98,10 +98,7 @@ fn assert_same_as_ansible(file: &str) {
         let address = vars["ansible_host"].as_str().unwrap_or(name);
         assert_eq!(h["address"], address, "{file}: address of {name}");
         assert_eq!(h["user"], vars["ansible_user"], "{file}: user of {name}");
-        assert_eq!(
-            h["port"], vars["ansible_port"],
-            "{file}: port of {name}"
-        );
+        assert_eq!(h["port"], vars["ansible_port"], "{file}: port of {name}");
     }
     for (group, members) in &ansible.groups {
         let ours: BTreeSet<String> = hosts
@@ -200,7 +197,10 @@ fn ini_errors_name_the_file_the_line_and_what_was_expected() {
 #[test]
 fn a_typo_in_a_toml_connection_key_is_an_error_with_did_you_mean() {
     Test::new()
-        .file("inv.toml", "[hosts.web1]\nadress = \"10.0.0.5\"\nrole = \"web\"\n")
+        .file(
+            "inv.toml",
+            "[hosts.web1]\nadress = \"10.0.0.5\"\nrole = \"web\"\n",
+        )
         .args(&["hosts", "-i", "inv.toml"])
         .run()
         .code(2)
@@ -208,7 +208,10 @@ fn a_typo_in_a_toml_connection_key_is_an_error_with_did_you_mean() {
         .stderr_has("line 2: [hosts.web1]: unknown key `adress`: did you mean `address`?");
     // A variables table keeps any name as a variable.
     Test::new()
-        .file("inv.toml", "[hosts.web1]\naddress = \"10.0.0.5\"\nvars = { adress = \"a street\" }\n")
+        .file(
+            "inv.toml",
+            "[hosts.web1]\naddress = \"10.0.0.5\"\nvars = { adress = \"a street\" }\n",
+        )
         .args(&["hosts", "-i", "inv.toml"])
         .run()
         .success()

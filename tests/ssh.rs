@@ -514,7 +514,11 @@ fn ssh_config_alias_with_proxyjump_user_and_port_works() {
     .run()
     .success()
     .stdout_is(&format!("{SSH_USER}\n\n"));
-    assert_eq!(jump.accepted(), 1, "ProxyJump of the ssh_config went through the hop");
+    assert_eq!(
+        jump.accepted(),
+        1,
+        "ProxyJump of the ssh_config went through the hop"
+    );
 }
 
 #[test]
@@ -530,7 +534,10 @@ fn ansible_host_key_checking_false_reaches_a_host_whose_key_is_unknown() {
     let script = "print(hosts(\"web\")[0].run(\"echo in\").stdout);";
     // The key is in no known_hosts file: strict checking refuses it...
     Test::new()
-        .file("hosts", &host("ansible_ssh_common_args='-o UserKnownHostsFile=/dev/null'"))
+        .file(
+            "hosts",
+            &host("ansible_ssh_common_args='-o UserKnownHostsFile=/dev/null'"),
+        )
         .script(script)
         .args(&["-i", "hosts"])
         .run()

@@ -160,11 +160,15 @@ pub fn reach(host: &Resolved, unapplied: &mut Unapplied) -> Result<Reach, String
         r.options.insert("known_hosts".into(), check.into());
     }
     // Ansible's order on the ssh command line: ssh_args, then the common args, then the extra ones.
-    let args: Vec<String> = ["ansible_ssh_args", "ansible_ssh_common_args", "ansible_ssh_extra_args"]
-        .iter()
-        .filter_map(|a| vars.get(*a).filter(|v| !v.is_null()).map(text))
-        .filter(|a| !a.trim().is_empty())
-        .collect();
+    let args: Vec<String> = [
+        "ansible_ssh_args",
+        "ansible_ssh_common_args",
+        "ansible_ssh_extra_args",
+    ]
+    .iter()
+    .filter_map(|a| vars.get(*a).filter(|v| !v.is_null()).map(text))
+    .filter(|a| !a.trim().is_empty())
+    .collect();
     if !args.is_empty() {
         r.options.insert("ssh_args".into(), args.join(" ").into());
     }
@@ -219,7 +223,11 @@ pub fn reach(host: &Resolved, unapplied: &mut Unapplied) -> Result<Reach, String
             unapplied.note(k, &why, &host.name);
         } else if k.starts_with("ansible_") {
             if let Some(s) = crate::opts::did_you_mean(k, APPLIED) {
-                unapplied.note(k, &format!("runner does not know it; did you mean {s}?"), &host.name);
+                unapplied.note(
+                    k,
+                    &format!("runner does not know it; did you mean {s}?"),
+                    &host.name,
+                );
             }
         }
     }

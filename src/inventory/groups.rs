@@ -200,12 +200,7 @@ impl Tree {
     /// Each host with its groups and merged variables.
     pub fn resolve(&self) -> Result<Vec<Resolved>, String> {
         let depths = self.depths()?;
-        let depth = |g: &str| {
-            depths
-                .iter()
-                .find(|(n, _)| n == g)
-                .map_or(1, |(_, d)| *d)
-        };
+        let depth = |g: &str| depths.iter().find(|(n, _)| n == g).map_or(1, |(_, d)| *d);
         let priority = |g: &Group| {
             g.vars
                 .get("ansible_group_priority")

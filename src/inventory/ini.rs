@@ -95,7 +95,9 @@ pub fn parse(text: &str) -> Result<Tree, String> {
             }
             Kind::Vars => {
                 let (k, v) = line.split_once('=').ok_or_else(|| {
-                    at(format!("expected key=value in [{group}:vars], got `{line}`"))
+                    at(format!(
+                        "expected key=value in [{group}:vars], got `{line}`"
+                    ))
                 })?;
                 let k = k.trim();
                 if k.is_empty() {
@@ -118,9 +120,13 @@ pub fn parse(text: &str) -> Result<Tree, String> {
     }
     if let Some((g, n, section)) = pending.iter().find(|(g, ..)| !declared.contains(g)) {
         let what = if section.ends_with(":vars]") {
-            format!("{section} is for group `{g}`, which no [{g}] or [{g}:children] section declares")
+            format!(
+                "{section} is for group `{g}`, which no [{g}] or [{g}:children] section declares"
+            )
         } else {
-            format!("{section} names group `{g}`, which no [{g}] or [{g}:children] section declares")
+            format!(
+                "{section} names group `{g}`, which no [{g}] or [{g}:children] section declares"
+            )
         };
         return Err(format!("line {n}: {what}"));
     }
@@ -141,15 +147,19 @@ fn section(line: &str) -> Option<(&str, Option<&str>)> {
         None => (inner, None),
     };
     let name_ok = !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == ':');
-    let tag_ok = tag.is_none_or(|t| !t.is_empty() && t.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    let tag_ok =
+        tag.is_none_or(|t| !t.is_empty() && t.chars().all(|c| c.is_alphanumeric() || c == '_'));
     (name_ok && tag_ok).then_some((name, tag))
 }
 
 /// A group name alone on its line (a `#` comment may follow).
 fn group_name(line: &str) -> Option<&str> {
     let name = line.split('#').next()?.trim();
-    (!name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == ':' || c == ']'))
-        .then_some(name)
+    (!name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c == ':' || c == ']'))
+    .then_some(name)
 }
 
 /// A value as Ansible types it: a Python literal (numbers, `True`/`False`/`None`, quoted strings,
@@ -321,7 +331,10 @@ impl Literal<'_> {
                 .strip_prefix(p)
                 .and_then(|d| i64::from_str_radix(d, r).ok())
         };
-        if let Some(n) = radix("0x", 16).or_else(|| radix("0o", 8)).or_else(|| radix("0b", 2)) {
+        if let Some(n) = radix("0x", 16)
+            .or_else(|| radix("0o", 8))
+            .or_else(|| radix("0b", 2))
+        {
             return Some((sign * n).into());
         }
         if clean.bytes().all(|c| c.is_ascii_digit()) && !clean.is_empty() {
@@ -377,6 +390,8 @@ mod tests {
             .unwrap_err()
             .contains("line 2: [a:children] names group `b`"));
         assert!(parse("[web:bogus]\n").unwrap_err().contains("unknown type"));
-        assert!(parse("[web group]\n").unwrap_err().contains("invalid section"));
+        assert!(parse("[web group]\n")
+            .unwrap_err()
+            .contains("invalid section"));
     }
 }

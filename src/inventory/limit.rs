@@ -129,8 +129,14 @@ mod tests {
         assert_eq!(u.select("!web").unwrap(), ["db1"]);
         assert_eq!(u.select("db1:web1").unwrap(), ["web1", "db1"]);
         let e = u.select("web1,wbe2").unwrap_err();
-        assert!(e.contains("`wbe2` matches no host or group; did you mean `web2`?"), "{e}");
+        assert!(
+            e.contains("`wbe2` matches no host or group; did you mean `web2`?"),
+            "{e}"
+        );
         assert!(u.select("web,!web").unwrap_err().contains("leaves no host"));
-        assert!(u.select("nope").unwrap_err().contains("--limit `nope` matches no host"));
+        assert!(u
+            .select("nope")
+            .unwrap_err()
+            .contains("--limit `nope` matches no host"));
     }
 }

@@ -62,13 +62,11 @@ impl Format {
         let Some(first) = text.lines().find(significant).map(str::trim) else {
             return (Format::AnsibleIni, "it is empty".into());
         };
-        let yaml_key = first
-            .split_once(':')
-            .is_some_and(|(k, rest)| {
-                !k.is_empty()
-                    && k.chars().all(|c| c.is_alphanumeric() || "_-.".contains(c))
-                    && (rest.is_empty() || rest.starts_with([' ', '\t']))
-            });
+        let yaml_key = first.split_once(':').is_some_and(|(k, rest)| {
+            !k.is_empty()
+                && k.chars().all(|c| c.is_alphanumeric() || "_-.".contains(c))
+                && (rest.is_empty() || rest.starts_with([' ', '\t']))
+        });
         if first == "---" || first.starts_with('{') || yaml_key {
             return (
                 Format::AnsibleYaml,
@@ -81,10 +79,15 @@ impl Format {
                 .map(str::trim)
                 .filter(|l| l.starts_with('['))
                 .all(|l| {
-                    let name = l.trim_start_matches('[').split([']', '.']).next().unwrap_or("");
+                    let name = l
+                        .trim_start_matches('[')
+                        .split([']', '.'])
+                        .next()
+                        .unwrap_or("");
                     l.starts_with("[[")
                         || ["defaults", "groups", "hosts"].contains(&name.trim())
-                            && (l.contains('.') || ["[defaults]", "[groups]", "[hosts]"].contains(&l))
+                            && (l.contains('.')
+                                || ["[defaults]", "[groups]", "[hosts]"].contains(&l))
                 });
             if toml_headers {
                 return (

@@ -31,11 +31,9 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, String> {
         ));
     }
     let step: usize = match bounds.get(2) {
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| format!("host range step `{s}` in `{pattern}` is not a positive number"))?,
+        Some(s) => s.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+            format!("host range step `{s}` in `{pattern}` is not a positive number")
+        })?,
         None => 1,
     };
     let items: Vec<String> = if is_letter(begin) && is_letter(end) {
@@ -54,8 +52,11 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, String> {
             .collect()
     } else {
         let number = |s: &str| {
-            s.parse::<u64>()
-                .map_err(|_| format!("host range `[{range}]` in `{pattern}`: `{s}` is neither a number nor a letter"))
+            s.parse::<u64>().map_err(|_| {
+                format!(
+                    "host range `[{range}]` in `{pattern}`: `{s}` is neither a number nor a letter"
+                )
+            })
         };
         let (b, e) = (number(begin)?, number(end)?);
         let width = if begin.len() > 1 && begin.starts_with('0') {
@@ -133,7 +134,10 @@ mod tests {
         assert_eq!(expand("web[01:03]").unwrap(), ["web01", "web02", "web03"]);
         assert_eq!(expand("db[a:c].x").unwrap(), ["dba.x", "dbb.x", "dbc.x"]);
         assert_eq!(expand("n[0:6:3]").unwrap(), ["n0", "n3", "n6"]);
-        assert_eq!(expand("r[1:2]c[a:b]").unwrap(), ["r1ca", "r1cb", "r2ca", "r2cb"]);
+        assert_eq!(
+            expand("r[1:2]c[a:b]").unwrap(),
+            ["r1ca", "r1cb", "r2ca", "r2cb"]
+        );
         assert_eq!(expand("[:2]x").unwrap(), ["0x", "1x", "2x"]);
         assert!(expand("web[01:100]").unwrap_err().contains("same width"));
         assert!(expand("web[1]").unwrap_err().contains("[begin:end]"));

@@ -38,7 +38,10 @@ pub fn parse(text: &str) -> Result<Tree, String> {
         match top.get(name) {
             None => Ok(None),
             Some(toml::Value::Table(t)) => Ok(Some(t)),
-            Some(_) => Err(format!("{}[{name}] must be a table", line_of(text, name, None))),
+            Some(_) => Err(format!(
+                "{}[{name}] must be a table",
+                line_of(text, name, None)
+            )),
         }
     };
     if let Some(defaults) = table("defaults")? {
@@ -50,9 +53,12 @@ pub fn parse(text: &str) -> Result<Tree, String> {
     if let Some(groups) = table("groups")? {
         for (g, t) in groups {
             let section = format!("groups.{g}");
-            let t = t
-                .as_table()
-                .ok_or_else(|| format!("{}[{section}] must be a table", line_of(text, &section, None)))?;
+            let t = t.as_table().ok_or_else(|| {
+                format!(
+                    "{}[{section}] must be a table",
+                    line_of(text, &section, None)
+                )
+            })?;
             for k in t.keys() {
                 if !["hosts", "vars"].contains(&k.as_str()) {
                     let hint = crate::opts::did_you_mean(k, &["hosts", "vars"])
@@ -67,20 +73,33 @@ pub fn parse(text: &str) -> Result<Tree, String> {
             let vars = match t.get("vars") {
                 None => toml::Table::new(),
                 Some(toml::Value::Table(v)) => v.clone(),
-                Some(_) => return Err(format!("{}[{section}]: vars must be a table", line_of(text, &section, Some("vars")))),
+                Some(_) => {
+                    return Err(format!(
+                        "{}[{section}]: vars must be a table",
+                        line_of(text, &section, Some("vars"))
+                    ))
+                }
             };
             let (conn, vars) = split(text, &section, &vars, false)?;
             let hosts = t
                 .get("hosts")
                 .and_then(toml::Value::as_array)
-                .ok_or_else(|| format!("{}[{section}] needs hosts = [...]", line_of(text, &section, None)))?;
+                .ok_or_else(|| {
+                    format!(
+                        "{}[{section}] needs hosts = [...]",
+                        line_of(text, &section, None)
+                    )
+                })?;
             let group = tree.group(g);
             group.conn = conn;
             group.vars = vars;
             for h in hosts {
-                let h = h
-                    .as_str()
-                    .ok_or_else(|| format!("{}[{section}]: host names are strings", line_of(text, &section, Some("hosts"))))?;
+                let h = h.as_str().ok_or_else(|| {
+                    format!(
+                        "{}[{section}]: host names are strings",
+                        line_of(text, &section, Some("hosts"))
+                    )
+                })?;
                 tree.add_host(g, h, Vars::new());
             }
         }
@@ -88,9 +107,12 @@ pub fn parse(text: &str) -> Result<Tree, String> {
     if let Some(hosts) = table("hosts")? {
         for (h, t) in hosts {
             let section = format!("hosts.{h}");
-            let t = t
-                .as_table()
-                .ok_or_else(|| format!("{}[{section}] must be a table", line_of(text, &section, None)))?;
+            let t = t.as_table().ok_or_else(|| {
+                format!(
+                    "{}[{section}] must be a table",
+                    line_of(text, &section, None)
+                )
+            })?;
             let (conn, vars) = split(text, &section, t, true)?;
             tree.add_host("all", h, Vars::new());
             let host = tree.host(h);
@@ -119,7 +141,12 @@ fn split(
         } else if explicit_vars && k == "vars" {
             match value {
                 Value::Object(m) => vars.extend(m),
-                _ => return Err(format!("{}[{section}]: vars must be a table", line_of(text, section, Some(k)))),
+                _ => {
+                    return Err(format!(
+                        "{}[{section}]: vars must be a table",
+                        line_of(text, section, Some(k))
+                    ))
+                }
             }
         } else if let Some(meant) = near_miss(k, &known) {
             let keep = if explicit_vars {
@@ -240,7 +267,10 @@ mod tests {
     #[test]
     fn a_typo_of_a_connection_key_is_an_error_with_its_line() {
         let e = parse("[hosts.web1]\nadress = \"10.0.0.1\"\n").unwrap_err();
-        assert!(e.starts_with("line 2: [hosts.web1]: unknown key `adress`: did you mean `address`?"), "{e}");
+        assert!(
+            e.starts_with("line 2: [hosts.web1]: unknown key `adress`: did you mean `address`?"),
+            "{e}"
+        );
         let e = parse("[defaults]\nknown-hosts = \"off\"\n").unwrap_err();
         assert!(e.contains("did you mean `known_hosts`"), "{e}");
         // Plurals and names far from any connection key stay variables.

@@ -58,6 +58,9 @@ fn label(item: &rhai::Dynamic) -> String {
     }
 }
 
+/// The options of `wait_until`.
+pub const WAIT_UNTIL_KEYS: &[&str] = &["interval", "what"];
+
 #[export_module]
 pub mod flow_api {
     use std::io::{BufRead, IsTerminal, Write};
@@ -219,7 +222,7 @@ pub mod flow_api {
         options: rhai::Map,
     ) -> Res<()> {
         let run = Run::of(&ctx);
-        let opts = Opts::new(options, &["interval", "what"], "wait_until")?;
+        let opts = Opts::new(options, WAIT_UNTIL_KEYS, "wait_until")?;
         let timeout = seconds(&timeout, "wait_until", "the timeout")?;
         let interval = opts.secs("interval")?.unwrap_or(Duration::from_millis(200));
         let what = opts.string("what")?.unwrap_or_else(|| "condition".into());

@@ -11,6 +11,7 @@ pub mod http;
 pub mod process;
 pub mod ssh;
 pub mod ssh_config;
+pub mod text;
 
 /// Every domain's module, by the name `runner doc MODULE` takes.
 pub fn modules() -> Vec<(&'static str, Module)> {
@@ -21,6 +22,7 @@ pub fn modules() -> Vec<(&'static str, Module)> {
         ("host", rhai::exported_module!(host::host_api)),
         ("http", rhai::exported_module!(http::http_api)),
         ("process", rhai::exported_module!(process::process_api)),
+        ("text", rhai::exported_module!(text::text_api)),
     ]
 }
 

@@ -134,8 +134,14 @@ impl SshTarget {
             if let Some(k) = a.known_hosts {
                 self.known_hosts = HostKeyCheck::parse(k, spec)?;
             }
-            self.known_hosts_file = a.known_hosts_file.map(PathBuf::from).or(self.known_hosts_file.take());
-            self.connect_timeout = a.connect_timeout.map(Duration::from_secs_f64).or(self.connect_timeout);
+            self.known_hosts_file = a
+                .known_hosts_file
+                .map(PathBuf::from)
+                .or(self.known_hosts_file.take());
+            self.connect_timeout = a
+                .connect_timeout
+                .map(Duration::from_secs_f64)
+                .or(self.connect_timeout);
             self.ssh_config = a.config.map(PathBuf::from).or(self.ssh_config.take());
             self.jump.extend(a.jump);
             self.ssh_options.extend(a.options);
@@ -241,14 +247,21 @@ impl SshTarget {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             format!("{self:?}").hash(&mut h);
-            let file = crate::prims::ssh_config::write(control_dir, &format!("config-{:x}", h.finish()), &hops)
-                .map_err(|e| {
-                    Failure::new(
-                        Kind::Ssh,
-                        &self.address,
-                        format!("{}: cannot write the ssh_config of the connection: {e}", self.display()),
-                    )
-                })?;
+            let file = crate::prims::ssh_config::write(
+                control_dir,
+                &format!("config-{:x}", h.finish()),
+                &hops,
+            )
+            .map_err(|e| {
+                Failure::new(
+                    Kind::Ssh,
+                    &self.address,
+                    format!(
+                        "{}: cannot write the ssh_config of the connection: {e}",
+                        self.display()
+                    ),
+                )
+            })?;
             b.config_file(file);
         }
         Ok(b)

@@ -23,7 +23,12 @@ pub struct SshArgs {
 }
 
 /// Keywords runner sets itself for its multiplexed connection; given ones are left out.
-const OWN: &[&str] = &["controlmaster", "controlpath", "controlpersist", "batchmode"];
+const OWN: &[&str] = &[
+    "controlmaster",
+    "controlpath",
+    "controlpersist",
+    "batchmode",
+];
 
 impl SshArgs {
     /// Read ssh command-line options, such as `-o StrictHostKeyChecking=no -J bastion`.
@@ -117,7 +122,8 @@ impl SshArgs {
             }
             "userknownhostsfile" => {
                 let first = value.split_whitespace().next().unwrap_or(value);
-                self.known_hosts_file.get_or_insert_with(|| first.to_string());
+                self.known_hosts_file
+                    .get_or_insert_with(|| first.to_string());
             }
             "connecttimeout" => {
                 let t = value.parse().map_err(|_| bad("not a number of seconds"))?;
@@ -125,7 +131,11 @@ impl SshArgs {
             }
             k if OWN.contains(&k) => {}
             _ => {
-                if !self.options.iter().any(|(o, _)| o.eq_ignore_ascii_case(keyword)) {
+                if !self
+                    .options
+                    .iter()
+                    .any(|(o, _)| o.eq_ignore_ascii_case(keyword))
+                {
                     self.options.push((keyword.to_string(), value.to_string()));
                 }
             }
@@ -207,7 +217,11 @@ mod tests {
             ]
         );
         assert!(SshArgs::parse("-X").unwrap_err().contains("not -X"));
-        assert!(SshArgs::parse("bastion").unwrap_err().contains("not an ssh option"));
-        assert!(SshArgs::parse("-o Port=x").unwrap_err().contains("not a port"));
+        assert!(SshArgs::parse("bastion")
+            .unwrap_err()
+            .contains("not an ssh option"));
+        assert!(SshArgs::parse("-o Port=x")
+            .unwrap_err()
+            .contains("not a port"));
     }
 }

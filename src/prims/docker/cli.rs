@@ -305,7 +305,9 @@ impl Docker {
                     .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
             })
         };
-        if DOCKER_ERRORS.iter().any(|p| said(p)) || (self.privilege.resolve(self.host().privilege()).is_some() && said("sudo: ")) {
+        if DOCKER_ERRORS.iter().any(|p| said(p))
+            || (self.privilege.resolve(self.host().privilege()).is_some() && said("sudo: "))
+        {
             return Ok(true);
         }
         if r.out.code != 127 || r.says("oci runtime") {

@@ -21,6 +21,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time between two observations of `wait_drained` and `wait_status`.
 const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The options of `haproxy(socket, #{...})`.
+pub const HAPROXY_KEYS: &[&str] = &["timeout", "master", "interval"];
+
 /// A handle on one or more HAProxy processes, through their stats sockets or master CLIs.
 /// Cloning it shares the open connections.
 #[derive(Clone)]
@@ -41,7 +44,7 @@ impl fmt::Debug for Haproxy {
 impl Haproxy {
     pub(super) fn open(addrs: &[String], options: Map) -> Result<Haproxy, Failure> {
         let label = addrs.join(", ");
-        let o = Opts::new(options, &["timeout", "master", "interval"], &label)?;
+        let o = Opts::new(options, HAPROXY_KEYS, &label)?;
         if addrs.is_empty() {
             return Err(Failure::usage(
                 "haproxy",

@@ -23,7 +23,10 @@ pub fn unified(host: &str, path: &str, old: &Shown, new: &Shown) -> String {
         "/dev/null".to_string()
     };
     let mut out = String::new();
-    for (what, a, b) in [("mode", &old.mode, &new.mode), ("owner", &old.owner, &new.owner)] {
+    for (what, a, b) in [
+        ("mode", &old.mode, &new.mode),
+        ("owner", &old.owner, &new.owner),
+    ] {
         if let (Some(a), Some(b)) = (a, b) {
             if a != b {
                 out.push_str(&format!("{what} of {host}:{path}: {a} -> {b}\n"));

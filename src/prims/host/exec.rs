@@ -84,7 +84,11 @@ fn sudo_refused(host: &str, user: &str, shown: &str, out: &Output) -> Result<(),
         "the login user may not use sudo for it"
     } else if said("unknown user") {
         "no such user"
-    } else if out.code == 127 && (said("sudo: not found") || said("sudo: command not found") || said("sudo: No such file")) {
+    } else if out.code == 127
+        && (said("sudo: not found")
+            || said("sudo: command not found")
+            || said("sudo: No such file"))
+    {
         "sudo is not installed"
     } else {
         return Ok(());

@@ -13,9 +13,9 @@ use serde_json::json;
 use super::command::{quote, tail, BecomeOpts, Command, Input, Output, RunOpts, Sink, BECOME_KEYS};
 use super::diff::{unified, Shown};
 use super::handle::{Host, Transport};
-use crate::opts::Opts;
 use crate::effect::Permit;
 use crate::error::{Failure, Kind};
+use crate::opts::Opts;
 use crate::run::Run;
 
 /// How long reading or checking a small file on a remote host may take.
@@ -245,17 +245,23 @@ impl Host {
         let host = self.name();
         let now = self.current(run, path, o)?;
         let same_content = now.content.as_deref() == Some(content);
-        let same_mode = o.mode.is_none_or(|m| now.content.is_some() && m == now.mode);
+        let same_mode = o
+            .mode
+            .is_none_or(|m| now.content.is_some() && m == now.mode);
         let same_owner = o.owner.as_ref().is_none_or(|u| *u == now.owner)
             && o.group.as_ref().is_none_or(|g| *g == now.group);
         let mut result = Map::new();
         if same_content && same_mode && same_owner {
-            run.report.debug(&format!("{host}: {path} is as it should be"));
+            run.report
+                .debug(&format!("{host}: {path} is as it should be"));
             result.insert("changed".into(), false.into());
             return Ok(result);
         }
         if run.dry_run() || run.report.verbosity() > 0 {
-            let old_owner = now.content.as_ref().map(|_| format!("{}:{}", now.owner, now.group));
+            let old_owner = now
+                .content
+                .as_ref()
+                .map(|_| format!("{}:{}", now.owner, now.group));
             let new_owner = match (&o.owner, &o.group) {
                 (None, None) => old_owner.clone(),
                 (u, g) => Some(format!(
@@ -274,7 +280,8 @@ impl Host {
                 mode: o.mode.map(|m| format!("{m:04o}")).or(old.mode.clone()),
                 owner: new_owner,
             };
-            run.report.diff(host, path, &unified(host, path, &old, &new));
+            run.report
+                .diff(host, path, &unified(host, path, &old, &new));
         }
         let mut details = o.details();
         details["path"] = path.into();
@@ -312,7 +319,15 @@ impl Host {
             self.name(),
             &format!("upload {local_path} to {remote_path}"),
             details,
-            |p| self.put(run, p, remote_path, Input::File(PathBuf::from(local_path)), o),
+            |p| {
+                self.put(
+                    run,
+                    p,
+                    remote_path,
+                    Input::File(PathBuf::from(local_path)),
+                    o,
+                )
+            },
         )?;
         Ok(())
     }
@@ -380,14 +395,20 @@ impl Host {
         let q = quote(path);
         let mode = match o.mode {
             Some(m) => format!("chmod {m:04o} \"$t\""),
-            None => format!("if [ -e {q} ]; then chmod --reference={q} \"$t\" 2>/dev/null || true; fi"),
+            None => {
+                format!("if [ -e {q} ]; then chmod --reference={q} \"$t\" 2>/dev/null || true; fi")
+            }
         };
         let owner = match (&o.owner, &o.group) {
-            (None, None) => format!("if [ -e {q} ]; then chown --reference={q} \"$t\" 2>/dev/null || true; fi"),
+            (None, None) => {
+                format!("if [ -e {q} ]; then chown --reference={q} \"$t\" 2>/dev/null || true; fi")
+            }
             (u, g) => format!(
                 "chown {}{} \"$t\"",
                 u.as_deref().map(quote).unwrap_or_default(),
-                g.as_deref().map(|g| format!(":{}", quote(g))).unwrap_or_default()
+                g.as_deref()
+                    .map(|g| format!(":{}", quote(g)))
+                    .unwrap_or_default()
             ),
         };
         let script = format!(

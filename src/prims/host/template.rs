@@ -25,7 +25,9 @@ pub fn render(name: &str, text: &str, vars: &Map) -> Result<String, Failure> {
     let tmpl = env
         .template_from_named_str(name, text)
         .map_err(|e| fail(describe(&e, text, None)))?;
-    let ctx = Value::from(minijinja::value::Serde(rhai::Dynamic::from_map(vars.clone())));
+    let ctx = Value::from(minijinja::value::Serde(rhai::Dynamic::from_map(
+        vars.clone(),
+    )));
     tmpl.render(&ctx).map_err(|e| {
         let missing = (e.kind() == ErrorKind::UndefinedError)
             .then(|| undefined(&tmpl, vars))
@@ -56,12 +58,25 @@ fn undefined(tmpl: &minijinja::Template, vars: &Map) -> Option<String> {
 }
 
 /// Names the template engine itself defines.
-const GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "loop", "self", "super", "varargs", "kwargs", "caller"];
+const GLOBALS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "self",
+    "super",
+    "varargs",
+    "kwargs",
+    "caller",
+];
 
 /// Whether the dotted path `a.b.c` leads somewhere in `vars`.
 fn defined(vars: &Map, path: &str) -> bool {
     let mut parts = path.split('.');
-    let Some(first) = parts.next() else { return true };
+    let Some(first) = parts.next() else {
+        return true;
+    };
     let Some(mut v) = vars.get(first).cloned() else {
         return GLOBALS.contains(&first);
     };
@@ -82,7 +97,9 @@ fn describe(e: &minijinja::Error, text: &str, missing: Option<String>) -> String
     let what = match (&missing, e.kind()) {
         (Some(m), _) => format!("undefined variable `{m}`"),
         (None, ErrorKind::UndefinedError) => "an undefined value is used".to_string(),
-        _ => e.detail().map_or_else(|| e.kind().to_string(), str::to_string),
+        _ => e
+            .detail()
+            .map_or_else(|| e.kind().to_string(), str::to_string),
     };
     match e.line() {
         Some(n) => {
