@@ -32,7 +32,10 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Compile scripts, resolve their imports and report unknown functions; runs nothing.
+    /// Check scripts for what would fail at run time; runs nothing.
+    ///
+    /// Compiles them, resolves their imports, and reports unknown functions and methods, wrong
+    /// arity, literal arguments of the wrong type, unknown option keys, and Rhai's surprises.
     Check {
         #[arg(required = true)]
         scripts: Vec<PathBuf>,

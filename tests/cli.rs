@@ -88,12 +88,12 @@ fn missing_module_exits_2_listing_the_searched_folders() {
 fn script_folder_shadows_lib_which_shadows_the_embedded_stdlib() {
     let lib_module = "fn upgrade(a, b, c, d, e) { \"from lib\" }\nfn origin() { \"lib\" }\n";
     let script = "import \"rolling\" as r;\nprint(r::origin());\n";
-    // Only the stdlib: the embedded module has no `origin`.
+    // Only the stdlib: the embedded module has no `origin` (found before anything runs).
     Test::new()
         .script(script)
         .run()
-        .code(1)
-        .stderr_has("origin");
+        .code(2)
+        .stderr_has("module `r` has no function `origin`");
     // --lib shadows the stdlib.
     Test::new()
         .file("lib/rolling.rhai", lib_module)

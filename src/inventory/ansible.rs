@@ -121,10 +121,10 @@ pub fn reach(host: &Resolved, unapplied: &mut Unapplied) -> Result<Reach, String
     let get = |names: &[&str]| -> Option<(&'static str, &Value)> {
         APPLIED
             .iter()
+            .rev()
             .filter(|a| names.contains(a))
             .filter_map(|a| vars.get(*a).map(|v| (*a, v)))
-            .filter(|(_, v)| !v.is_null())
-            .last()
+            .find(|(_, v)| !v.is_null())
     };
     let mut r = Reach::default();
     if let Some((_, v)) = get(&["ansible_host", "ansible_ssh_host"]) {

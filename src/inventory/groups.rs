@@ -293,5 +293,5 @@ pub struct Reach {
     /// The options of `ssh(host, #{...})`.
     pub options: rhai::Map,
     /// Whether commands run through `sudo -n`, and as whom.
-    pub privilege: crate::prims::host::Become,
+    pub privilege: crate::prims::privilege::Become,
 }

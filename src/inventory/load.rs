@@ -11,7 +11,7 @@ use super::groups::{Reach, Resolved, Tree};
 use super::limit::Universe;
 use super::{ini, toml_file, yaml};
 use crate::error::{Error, Failure};
-use crate::prims::host::Become;
+use crate::prims::privilege::Become;
 use crate::prims::ssh::SshTarget;
 
 /// One host of an inventory: plain data; `hosts()` turns it into a host handle.

@@ -8,6 +8,7 @@ pub mod flow;
 pub mod haproxy;
 pub mod host;
 pub mod http;
+pub mod privilege;
 pub mod process;
 pub mod ssh;
 pub mod ssh_config;

@@ -9,6 +9,8 @@ use rhai::{Dynamic, ImmutableString};
 pub mod text_api {
     use rhai::{Array, EvalAltResult, ImmutableString};
 
+    type Res<T> = Result<T, Box<EvalAltResult>>;
+
     /// The string without leading and trailing whitespace (`s` is left as it is).
     ///
     /// ```rhai
@@ -49,7 +51,7 @@ pub mod text_api {
     /// let names = hosts("web").map(|h| h.name).sorted();
     /// ```
     #[rhai_fn(pure, return_raw)]
-    pub fn sorted(items: &mut Array) -> Result<Array, Box<EvalAltResult>> {
+    pub fn sorted(items: &mut Array) -> Res<Array> {
         let mut out = items.clone();
         let mut err = None;
         out.sort_by(|a, b| {

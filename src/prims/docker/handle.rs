@@ -8,7 +8,8 @@ use rhai::Map;
 use super::spec::Args;
 use crate::error::Failure;
 use crate::opts::Opts;
-use crate::prims::host::{BecomeOpts, Command, Host};
+use crate::prims::host::{Command, Host};
+use crate::prims::privilege::BecomeOpts;
 
 /// How long one docker command may take, unless the handle says otherwise.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);

@@ -5,6 +5,7 @@ use rhai::plugin::*;
 use super::command::{Command, RunOpts};
 use super::files::WriteOpts;
 use super::handle::{Host, Transport};
+use super::template::render;
 use crate::error::Failure;
 use crate::prims::ssh::SshTarget;
 use crate::run::Run;
@@ -41,7 +42,10 @@ pub mod host_api {
 
     /// `ssh` with options: `user`, `port`, `key` (private key file), `known_hosts` ("strict",
     /// "accept-new" or "off"), `known_hosts_file`, `connect_timeout` (seconds, default 10), `jump`
-    /// (a jump host, or an array of them).
+    /// (a jump host, or an array of them), `ssh_config` (an ssh_config file read instead of
+    /// ~/.ssh/config, as `ssh -F`), `ssh_args` (ssh command-line options, as Ansible's
+    /// `ansible_ssh_common_args`: `-o Key=Value`, `-J`, `-i`, ...), `ssh_options` (a map of
+    /// ssh_config options). Jump hosts get the key and host key checking too.
     ///
     /// ```rhai
     /// let h = ssh("10.0.0.5", #{user: "deploy", port: 2222, key: "~/.ssh/deploy", known_hosts: "accept-new"});
@@ -145,7 +149,7 @@ pub mod host_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn template(text: &str, vars: Map) -> Res<String> {
-        Ok(crate::prims::host::render("<text>", text, &vars)?)
+        Ok(render("<text>", text, &vars)?)
     }
 
     /// Render the local template file `src` (Jinja, as `template`) and write it to `dest` on the
@@ -192,7 +196,7 @@ pub mod host_api {
         let mut all = h.vars().clone();
         all.insert("inventory_hostname".into(), h.name().into());
         all.extend(vars);
-        let content = crate::prims::host::render(src, &text, &all)?;
+        let content = render(src, &text, &all)?;
         Ok(h.write_file(&Run::of(&ctx), dest, &content, &o)?)
     }
 

@@ -10,12 +10,13 @@ use std::time::Duration;
 use rhai::Map;
 use serde_json::json;
 
-use super::command::{quote, tail, BecomeOpts, Command, Input, Output, RunOpts, Sink, BECOME_KEYS};
+use super::command::{quote, tail, Command, Input, Output, RunOpts, Sink};
 use super::diff::{unified, Shown};
 use super::handle::{Host, Transport};
 use crate::effect::Permit;
 use crate::error::{Failure, Kind};
 use crate::opts::Opts;
+use crate::prims::privilege::{BecomeOpts, BECOME_KEYS};
 use crate::run::Run;
 
 /// How long reading or checking a small file on a remote host may take.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use rhai::Map;
 
-use super::command::Become;
 use crate::inventory::Entry;
+use crate::prims::privilege::Become;
 use crate::prims::ssh::SshTarget;
 
 /// A machine commands run on: this one (`local()`), or a remote one over SSH.

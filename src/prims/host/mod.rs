@@ -20,10 +20,7 @@ mod handle;
 mod template;
 
 pub use api::host_api;
-pub use command::{
-    check_exit, quote, quote_all, Become, BecomeOpts, Command, Input, Output, RunOpts, Sink,
-    BECOME_KEYS, RUN_KEYS,
-};
+pub use command::{check_exit, quote, quote_all, Command, Input, Output, RunOpts, Sink, RUN_KEYS};
 pub use files::{WriteOpts, WRITE_KEYS};
 pub use handle::{Host, Transport};
 pub use template::render;
