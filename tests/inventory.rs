@@ -267,3 +267,35 @@ fn connection_variables_runner_does_not_apply_are_warned_about_once() {
         .code(2)
         .stderr_has("host web1: ansible_connection: runner reaches hosts over ssh or locally (`local`), not with `winrm`");
 }
+
+#[test]
+fn legacy_ansible_ssh_variables_are_applied_and_win_as_in_ansible() {
+    Test::new()
+        .file(
+            "hosts",
+            "[web]\nweb1 ansible_ssh_host=10.0.0.9 ansible_ssh_port=2200 ansible_ssh_user=ops\nweb2 ansible_host=10.0.0.1 ansible_ssh_host=10.0.0.2 ansible_become=yes ansible_become_user=www-data\n",
+        )
+        .args(&["hosts", "-i", "hosts"])
+        .run()
+        .success()
+        .stdout_has("web1\tops@10.0.0.9:2200\tgroups=web")
+        .stdout_has("web2\t10.0.0.2\tgroups=web");
+    let hosts = runner_hosts_in(
+        "[web]\nweb2 ansible_host=10.0.0.1 ansible_become=yes ansible_become_user=www-data ansible_ssh_common_args='-o ConnectTimeout=3 -p 2022'\n",
+    );
+    assert_eq!(hosts[0]["become_user"], "www-data");
+    assert_eq!(hosts[0]["port"], 2022);
+}
+
+/// `runner hosts --output json` of an INI inventory given as text.
+fn runner_hosts_in(ini: &str) -> Vec<Value> {
+    let out = Test::new()
+        .file("hosts", ini)
+        .args(&["hosts", "-i", "hosts", "--output", "json"])
+        .run()
+        .success();
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -208,7 +208,7 @@ impl Host {
             }
             let q = quote(path);
             let script = format!(
-                "if [ -e {q} ]; then stat -c '%a %U %G' -- {q} && cat -- {q}; else echo runner-no-such-file; fi"
+                "if [ -e {q} ]; then {{ stat -c '%a %U %G' -- {q} 2>/dev/null || echo '- - -'; }} && cat -- {q}; else echo runner-no-such-file; fi"
             );
             let out = self.shell_as(run, p, &script, Input::Null, Sink::Capture, &o.privilege)?;
             check_file_op(host, "cannot read", path, &out)?;
