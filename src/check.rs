@@ -100,9 +100,25 @@ pub fn check(run: &Run, engine: &Engine, ast: &AST, source: &str, text: &str) ->
         .iter_functions()
         .flat_map(|f| f.params.iter().map(|p| p.to_string()).collect::<Vec<_>>())
         .collect();
+    // Map keys and properties may hold closures called as methods: `obj.action()`.
+    let mut properties: HashSet<String> = HashSet::new();
     ast.walk(&mut |nodes: &[ASTNode]| {
-        if let Some(ASTNode::Stmt(Stmt::Var(x, ..))) = nodes.last() {
-            variables.insert(x.0.name.to_string());
+        match nodes.last() {
+            Some(ASTNode::Stmt(Stmt::Var(x, ..))) => {
+                variables.insert(x.0.name.to_string());
+            }
+            Some(ASTNode::Expr(Expr::Map(m, _))) => {
+                properties.extend(m.0.iter().map(|(k, _)| k.name.to_string()));
+            }
+            Some(ASTNode::Expr(Expr::Property(p, _))) => {
+                properties.insert(p.2.to_string());
+            }
+            Some(ASTNode::Expr(Expr::DynamicConstant(d, _))) => {
+                if let Some(m) = d.read_lock::<rhai::Map>() {
+                    properties.extend(m.keys().map(|k| k.to_string()));
+                }
+            }
+            _ => {}
         }
         true
     });
@@ -159,7 +175,7 @@ pub fn check(run: &Run, engine: &Engine, ast: &AST, source: &str, text: &str) ->
             }
             return true;
         }
-        if !method && variables.contains(name) {
+        if (!method && variables.contains(name)) || (method && properties.contains(name)) {
             return true;
         }
         let Some(all) = sigs.get(name) else {

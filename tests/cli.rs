@@ -214,7 +214,7 @@ fn check_reports_unknown_functions_and_methods_without_running() {
 fn check_passes_a_good_script_and_runs_nothing() {
     let out = Test::new()
         .file("lib/m.rhai", "fn f(x) { x }\n")
-        .file("good.rhai", "import \"m\" as m;\nfn twice(x) { x * 2 }\nlet f = |x| x + 1;\nlocal().write_file(\"written\", \"x\");\nprint(twice(m::f(f(1))));\n")
+        .file("good.rhai", "import \"m\" as m;\nfn twice(x) { x * 2 }\nlet f = |x| x + 1;\nlocal().write_file(\"written\", \"x\");\nprint(twice(m::f(f(1))));\nlet o = #{greet: |x| x};\no.greet(1);\n")
         .args(&["check", "--lib", "lib", "good.rhai"])
         .run()
         .success()
