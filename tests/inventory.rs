@@ -161,6 +161,13 @@ fn a_plain_ini_file_is_read_as_ini_not_yaml() {
         .stdout_has("web1\tweb1\tgroups=web")
         .stdout_has("web3\tweb3\tgroups=web")
         .stderr_lacks("document");
+    // A group that happens to be named like a TOML section.
+    Test::new()
+        .file("hosts", "[hosts]\nweb1\n")
+        .args(&["hosts", "-i", "hosts"])
+        .run()
+        .success()
+        .stdout_has("web1\tweb1\tgroups=hosts");
 }
 
 #[test]

@@ -132,19 +132,31 @@ impl Inventory {
     /// read as, the line when known, and what was expected.
     pub fn parse(path: &Path, text: &str) -> Result<Inventory, String> {
         let source = path.display().to_string();
-        let (format, why) = Format::of(path, text);
+        let (mut format, mut why) = Format::of(path, text);
+        let by_name = path.extension().is_some_and(|e| e == "toml");
+        let mut read = match format {
+            Format::Toml => toml_file::parse(text),
+            Format::AnsibleYaml => yaml::parse(text),
+            Format::AnsibleIni => ini::parse(text),
+        };
+        // `[hosts]` or `[defaults]` may also be an INI group: a file that only looks like TOML
+        // and reads as INI is INI.
+        if format == Format::Toml && !by_name && read.is_err() {
+            if let Ok(tree) = ini::parse(text) {
+                (format, why) = (
+                    Format::AnsibleIni,
+                    "it reads as INI, not as TOML".to_string(),
+                );
+                read = Ok(tree);
+            }
+        }
         let bad = |e: String| {
             format!(
                 "inventory {source} (read as {} because {why}): {e}",
                 format.name()
             )
         };
-        let tree: Tree = match format {
-            Format::Toml => toml_file::parse(text),
-            Format::AnsibleYaml => yaml::parse(text),
-            Format::AnsibleIni => ini::parse(text),
-        }
-        .map_err(bad)?;
+        let tree: Tree = read.map_err(bad)?;
         let resolved = tree.resolve().map_err(bad)?;
         let mut unapplied = Unapplied::default();
         let mut hosts = Vec::new();
