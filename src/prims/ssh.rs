@@ -124,25 +124,25 @@ impl SshTarget {
     /// Apply connection options (`OPTIONS`); an unknown key is an error naming `spec`.
     fn apply(&mut self, options: Map, spec: &str) -> Result<(), Failure> {
         let o = Opts::new(options, OPTIONS, spec)?;
-        // Command-line options first: the named options below win over them.
+        // Command-line options fill what the address leaves open; the named options below win
+        // over both.
         if let Some(args) = o.string("ssh_args")? {
             let a = crate::prims::ssh_config::SshArgs::parse(&args)
                 .map_err(|e| Failure::usage(spec, format!("{spec}: ssh_args: {e}")))?;
-            self.user = a.user.or(self.user.take());
-            self.port = a.port.or(self.port);
-            self.key = a.key.map(PathBuf::from).or(self.key.take());
+            self.user = self.user.take().or(a.user);
+            self.port = self.port.or(a.port);
+            self.key = self.key.take().or(a.key.map(PathBuf::from));
             if let Some(k) = a.known_hosts {
                 self.known_hosts = HostKeyCheck::parse(k, spec)?;
             }
-            self.known_hosts_file = a
+            self.known_hosts_file = self
                 .known_hosts_file
-                .map(PathBuf::from)
-                .or(self.known_hosts_file.take());
-            self.connect_timeout = a
+                .take()
+                .or(a.known_hosts_file.map(PathBuf::from));
+            self.connect_timeout = self
                 .connect_timeout
-                .map(Duration::from_secs_f64)
-                .or(self.connect_timeout);
-            self.ssh_config = a.config.map(PathBuf::from).or(self.ssh_config.take());
+                .or(a.connect_timeout.map(Duration::from_secs_f64));
+            self.ssh_config = self.ssh_config.take().or(a.config.map(PathBuf::from));
             self.jump.extend(a.jump);
             self.ssh_options.extend(a.options);
         }
