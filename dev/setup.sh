@@ -13,6 +13,7 @@ have python3 || need+=(python3)
 have nginx || need+=(nginx-light)
 have sshd || need+=(openssh-server)
 have ssh || need+=(openssh-client)
+have sudo || need+=(sudo)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -29,6 +30,13 @@ fi
 # A '!' (locked) password makes sshd without PAM refuse even key logins; '*' has no password but
 # is not locked.
 usermod -p '*' runner-test
+# The become tests: the test user may run anything as root through sudo without a password (as
+# `sudo -n`, which runner uses, needs), and nothing as any other user, so that a become_user of
+# another user shows sudo's refusal.
+if [ -d /etc/sudoers.d ]; then
+    echo 'runner-test ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/runner-test
+    chmod 0440 /etc/sudoers.d/runner-test
+fi
 
 # The docker engine: the docker tests use the real one (no registry: they build their images with
 # `docker import`). Where no engine answers, install Debian's docker.io and start dockerd by hand.

@@ -32,7 +32,44 @@ pub struct Function {
     pub doc: String,
     /// A property getter (`h.name`) rather than a function.
     pub getter: bool,
+    /// Its options map: which parameter it is, and the keys it takes (see `OPTION_KEYS`).
+    pub options: Option<(usize, &'static [&'static str])>,
 }
+
+/// The option keys of every primitive that takes an options map, by module and function name:
+/// the very consts `Opts::new` checks the keys against at run time, so `runner check` and a run
+/// cannot disagree. A test checks that every primitive with an `options` or `spec` map is listed.
+pub const OPTION_KEYS: &[(&str, &str, &[&str])] = {
+    use crate::prims::{docker, flow, haproxy, host, http, ssh, watch};
+    &[
+        ("docker", "docker", docker::DOCKER_KEYS),
+        ("docker", "run", docker::RUN_KEYS),
+        ("docker", "run_command", docker::RUN_KEYS),
+        ("docker", "exec", docker::EXEC_KEYS),
+        ("docker", "ps", docker::PS_KEYS),
+        ("docker", "stop", docker::GRACE_KEYS),
+        ("docker", "restart", docker::GRACE_KEYS),
+        ("docker", "logs", docker::LOGS_KEYS),
+        ("docker", "wait_healthy", docker::HEALTHY_KEYS),
+        ("flow", "wait_until", flow::WAIT_UNTIL_KEYS),
+        ("flow", "secret", flow::SECRET_KEYS),
+        ("flow", "confirm", flow::CONFIRM_KEYS),
+        ("haproxy", "haproxy", haproxy::HAPROXY_KEYS),
+        ("haproxy", "add_server", haproxy::ADD_SERVER_KEYS),
+        ("haproxy", "del_server", haproxy::DEL_SERVER_KEYS),
+        ("host", "ssh", ssh::OPTIONS),
+        ("host", "run", host::RUN_KEYS),
+        ("host", "write_file", host::WRITE_KEYS),
+        ("host", "template", host::WRITE_KEYS),
+        ("host", "upload", host::WRITE_KEYS),
+        ("http", "http_get", http::GET_KEYS),
+        ("http", "wait_http", http::WAIT_HTTP_KEYS),
+        ("watch", "watch", watch::WATCH_KEYS),
+    ]
+};
+
+/// The parameter names of an options map.
+const OPTION_PARAMS: &[&str] = &["options", "spec"];
 
 /// What rhai's metadata says of one function (`Engine::gen_fn_metadata_to_json`).
 #[derive(Deserialize)]
@@ -99,7 +136,24 @@ impl Function {
             }),
             doc: doc_text(&m.doc_comments),
             getter,
+            options: None,
         }
+    }
+
+    /// Its options map, found in `OPTION_KEYS` for a primitive of `module`.
+    fn with_options(mut self, module: &str) -> Function {
+        let index = self
+            .params
+            .iter()
+            .position(|(n, t)| OPTION_PARAMS.contains(&n.as_str()) && t == "map");
+        let keys = OPTION_KEYS
+            .iter()
+            .find(|(m, f, _)| *m == module && *f == self.name)
+            .map(|(_, _, k)| *k);
+        if let (Some(i), Some(k)) = (index, keys) {
+            self.options = Some((i, k));
+        }
+        self
     }
 
     /// How many arguments a call passes, the receiver of a method call included.
@@ -155,7 +209,7 @@ pub fn functions() -> Vec<Function> {
                 .into_iter()
                 // to_string and friends have no doc comment: they are not part of the API.
                 .filter(|m| !m.doc_comments.is_empty())
-                .map(|m| Function::from_meta(Origin::Primitive(name), m)),
+                .map(|m| Function::from_meta(Origin::Primitive(name), m).with_options(name)),
         );
     }
     out.extend(stdlib_functions());
@@ -275,6 +329,33 @@ mod tests {
         );
         assert_eq!(script_types("&mut Haproxy"), "Haproxy");
         assert_eq!(script_types("ImmutableString"), "string");
+    }
+
+    #[test]
+    fn every_primitive_with_an_options_map_has_its_keys_listed() {
+        let all = functions();
+        for f in all
+            .iter()
+            .filter(|f| matches!(f.origin, Origin::Primitive(_)))
+        {
+            let takes = f
+                .params
+                .iter()
+                .any(|(n, t)| OPTION_PARAMS.contains(&n.as_str()) && t == "map");
+            assert!(
+                !takes || f.options.is_some(),
+                "{} takes an options map: list its keys (the const its Opts::new uses) in OPTION_KEYS",
+                f.signature()
+            );
+        }
+        for (m, name, _) in OPTION_KEYS {
+            assert!(
+                all.iter().any(|f| f.origin == Origin::Primitive(m)
+                    && f.name == *name
+                    && f.options.is_some()),
+                "OPTION_KEYS lists {m}::{name}, which takes no options map"
+            );
+        }
     }
 
     #[test]

@@ -33,7 +33,10 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Compile scripts, resolve their imports and report unknown functions; runs nothing.
+    /// Check scripts for what would fail at run time; runs nothing.
+    ///
+    /// Compiles them, resolves their imports, and reports unknown functions and methods, wrong
+    /// arity, literal arguments of the wrong type, unknown option keys, and Rhai's surprises.
     Check {
         #[arg(required = true)]
         scripts: Vec<PathBuf>,
@@ -49,15 +52,18 @@ enum Command {
     },
     /// Print the hosts an inventory and a --limit pattern select.
     Hosts {
-        /// The inventory: TOML, or an Ansible YAML inventory.
+        /// The inventory: runner's TOML, or an Ansible inventory (YAML or INI).
         #[arg(short = 'i', long = "inventory", value_name = "FILE")]
         inventory: PathBuf,
-        /// Narrow the hosts: names, groups, globs (`web*`), comma lists, `!exclusions`.
+        /// Narrow the hosts: names, groups, globs (`web*`), comma lists, `!exclusions`, `&intersections`.
         #[arg(long, value_name = "PATTERN")]
         limit: Option<String>,
         /// Only this group (default: all).
         #[arg(default_value = "all")]
         group: String,
+        /// Output format (json: one object per host, with its connection, groups and vars).
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
     },
     /// Show one run: its header, every change with its outcome, what it left where
     ///
@@ -172,11 +178,11 @@ struct RunArgs {
     /// and RUNNER_PATH).
     #[arg(long, value_name = "DIR")]
     lib: Vec<PathBuf>,
-    /// The inventory for hosts(group): TOML, or an Ansible YAML inventory (default: runner.toml's
-    /// [defaults] inventory).
+    /// The inventory for hosts(group): runner's TOML, or an Ansible inventory (YAML or INI)
+    /// (default: runner.toml's [defaults] inventory).
     #[arg(short = 'i', long = "inventory", value_name = "FILE")]
     inventory: Option<PathBuf>,
-    /// Narrow hosts(group): names, groups, globs (`web*`), comma lists, `!exclusions`.
+    /// Narrow hosts(group): names, groups, globs (`web*`), comma lists, `!exclusions`, `&intersections`.
     #[arg(long, value_name = "PATTERN")]
     limit: Option<String>,
     /// Change nothing: print what each state-changing operation would do. Read-only ones still run.
@@ -227,6 +233,7 @@ impl RunArgs {
                 params.insert(k.into(), toml_to_dynamic(v));
             }
         }
+        let mut param_flags = Vec::new();
         for p in &self.params {
             let (k, v) = p
                 .split_once('=')
@@ -235,21 +242,19 @@ impl RunArgs {
                 return Err(Error::Usage(format!("--param {p}: the name is empty")));
             }
             params.insert(k.into(), v.into());
+            param_flags.push(k.to_string());
         }
+        let inventory = load_inventory(self.inventory.as_deref(), self.limit.as_deref())?;
         Ok(Config {
             dry_run: self.dry_run,
             yes: self.yes,
             params,
+            param_flags,
             libs: Libs::folders(lib_path(self.lib)),
             journal: self.journal,
             output: self.output,
             verbosity: self.verbose as i8 - self.quiet as i8,
-            inventory: self
-                .inventory
-                .as_deref()
-                .map(Inventory::load)
-                .transpose()?
-                .map(Arc::new),
+            inventory,
             limit: self.limit,
             resume: self.resume,
             force: self.force,
@@ -263,6 +268,25 @@ impl RunArgs {
                 .transpose()?,
         })
     }
+}
+
+/// The inventory of `-i FILE`, with the `--limit` pattern checked against it: a pattern that matches
+/// no host is an error before anything runs.
+fn load_inventory(
+    file: Option<&std::path::Path>,
+    limit: Option<&str>,
+) -> Result<Option<Arc<Inventory>>, Error> {
+    let Some(file) = file else {
+        return match limit {
+            Some(l) => Err(Error::Usage(format!(
+                "--limit {l}: there is no inventory to limit; pass one with -i FILE"
+            ))),
+            None => Ok(None),
+        };
+    };
+    let inv = Inventory::load(file)?;
+    inv.limited(limit).map_err(Error::Usage)?;
+    Ok(Some(Arc::new(inv)))
 }
 
 /// `--lib` folders, then the folders of `RUNNER_PATH` (colon-separated).
@@ -316,9 +340,11 @@ fn dispatch(cli: Cli) -> Result<(), Error> {
             inventory,
             limit,
             group,
+            output,
         } => Runner::new(Config {
-            inventory: Some(Arc::new(Inventory::load(&inventory)?)),
+            inventory: load_inventory(Some(&inventory), limit.as_deref())?,
             limit,
+            output,
             ..Config::default()
         })?
         .hosts(&group),

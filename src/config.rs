@@ -18,6 +18,8 @@ pub struct Config {
     /// What `import` searches besides the script's folder: `--lib` folders, runner.toml's
     /// `[defaults] lib`, `RUNNER_PATH`, and the project's libraries (`import "NAME/module"`).
     pub libs: crate::libs::Libs,
+    /// The names given with `--param`: each must be one the script reads with `param()`.
+    pub param_flags: Vec<String>,
     /// `--journal FILE`; None: a new file under `$XDG_STATE_HOME/runner/runs/`.
     pub journal: Option<PathBuf>,
     pub output: crate::report::Output,

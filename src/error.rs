@@ -83,6 +83,8 @@ kinds! {
     OutputLimit = "output_limit": "a command wrote more than `max_output` bytes (64 MiB unless `run` says otherwise) to stdout or stderr; the rest was discarded",
     NotFound = "not_found": "no such file, command (exit code 127), process or container",
     Permission = "permission": "not permitted: a file, a process of another user, or an HAProxy socket below level admin",
+    Become = "become": "running as another user (`become`, `sudo`) was refused: sudo asks for a password (runner runs `sudo -n`, never prompting), the user may not use sudo, or sudo is missing",
+    Template = "template": "a template does not render: a syntax error, or a variable it uses is not defined (the message names it and the line)",
     Connect = "connect": "cannot connect to a socket (is the program running there?)",
     ConnectionRefused = "connection_refused": "SSH: the host refused the connection",
     ConnectTimeout = "connect_timeout": "SSH: no working connection within the connect timeout",

@@ -132,19 +132,20 @@ fn render_import_error(
 }
 
 impl Runner {
-    /// `runner check`: compile, resolve imports, report unknown functions; nothing runs.
-    pub fn check(&self, path: &Path) -> Result<(), Error> {
+    /// `runner check`: compile, resolve imports, find what would fail at run time (see `check`);
+    /// nothing runs. Returns what it found, with the `param()` names the script reads.
+    pub fn check(&self, path: &Path) -> Result<check::Report, Error> {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Usage(format!("cannot read script {source}: {e}")))?;
         let run = self.new_run(&source);
         let engine = engine::build(&run);
         let ast = Runner::compile(&run, &engine, &source, &text)?;
-        let errors = check::unknown_functions(&run, &engine, &ast, &source);
-        if errors.is_empty() {
-            Ok(())
+        let report = check::check(&run, &engine, &ast, &source, &text);
+        if report.errors.is_empty() {
+            Ok(report)
         } else {
-            Err(Error::Compile(errors.join("\n")))
+            Err(Error::Compile(report.errors.join("\n")))
         }
     }
 
@@ -155,7 +156,12 @@ impl Runner {
         let mut failed = 0;
         for script in scripts {
             match self.check(script) {
-                Ok(()) => report.info(&format!("{}: ok", script.display())),
+                Ok(r) if r.params.is_empty() => report.info(&format!("{}: ok", script.display())),
+                Ok(r) => report.info(&format!(
+                    "{}: ok (params: {})",
+                    script.display(),
+                    r.params.join(", ")
+                )),
                 Err(e) => {
                     failed += 1;
                     match &e {
@@ -175,7 +181,7 @@ impl Runner {
     }
 
     /// `runner hosts GROUP`: one line per host the inventory and `--limit` select: its name, where
-    /// it is reached, its groups and its variables.
+    /// it is reached, its groups and its variables (`--output json`: one object per host).
     pub fn hosts(&self, group: &str) -> Result<(), Error> {
         let inv = self
             .config
@@ -183,6 +189,9 @@ impl Runner {
             .as_ref()
             .ok_or_else(|| Error::Usage("runner hosts needs an inventory (-i FILE)".into()))?;
         let report = self.reporter();
+        for w in &inv.warnings {
+            report.warn(w);
+        }
         for e in inv
             .select(group, self.config.limit.as_deref())
             .map_err(|f| Error::Usage(f.message))?
@@ -191,6 +200,25 @@ impl Runner {
                 None => "local".to_string(),
                 Some(t) => t.display(),
             };
+            if self.config.output == report::Output::Json {
+                let vars = rhai::serde::from_dynamic::<serde_json::Value>(&e.vars.clone().into())
+                    .unwrap_or_default();
+                let become_user = e
+                    .privilege
+                    .enabled
+                    .then(|| e.privilege.user.clone().unwrap_or_else(|| "root".into()));
+                let ssh = e.ssh.as_ref();
+                report.event(json!({
+                    "host": e.name,
+                    "address": ssh.map_or("local", |t| t.address.as_str()),
+                    "user": ssh.and_then(|t| t.user.clone()),
+                    "port": ssh.and_then(|t| t.port),
+                    "become_user": become_user,
+                    "groups": e.groups,
+                    "vars": vars,
+                }));
+                continue;
+            }
             let vars: Vec<String> = e.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
             report.print(&format!(
                 "{}\t{address}\tgroups={}\t{}",

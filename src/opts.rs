@@ -51,6 +51,31 @@ pub fn seconds(v: &Dynamic, target: &str, what: &str) -> Result<Duration, Failur
 /// The longest duration a script may give.
 const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 
+/// "unknown option `timout`; did you mean `timeout`? expected one of: ...", the words of both the
+/// run-time check (`Opts::new`) and `runner check`.
+pub fn unknown_option(key: &str, allowed: &[&str]) -> String {
+    let hint = did_you_mean(key, allowed)
+        .map(|s| format!("did you mean `{s}`? "))
+        .unwrap_or_default();
+    format!(
+        "unknown option `{key}`; {hint}expected one of: {}",
+        allowed.join(", ")
+    )
+}
+
+/// The candidate `word` is most likely a misspelling of, if any is close enough.
+pub fn did_you_mean<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    let w = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(&w, &c.to_ascii_lowercase()), *c))
+        .filter(|(score, c)| {
+            *score >= 0.85 || strsim::damerau_levenshtein(&w, &c.to_ascii_lowercase()) <= 1
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
 /// The trailing `#{...}` options of a call. Unknown keys are an error: a typo such as `timout`
 /// must not silently fall back to a default.
 pub struct Opts<'a> {
@@ -63,10 +88,7 @@ impl<'a> Opts<'a> {
         if let Some(bad) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(Failure::usage(
                 target,
-                format!(
-                    "{target}: unknown option `{bad}`; expected one of: {}",
-                    allowed.join(", ")
-                ),
+                format!("{target}: {}", unknown_option(bad, allowed)),
             ));
         }
         Ok(Opts { map, target })

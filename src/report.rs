@@ -477,6 +477,20 @@ impl Reporter {
         }
     }
 
+    /// What a change of a file's content does (a unified diff), shown under `--dry-run` and `-v`
+    /// (not with `-q`). Printed as a block, without timestamps, so it reads as a diff.
+    pub fn diff(&self, target: &str, path: &str, diff: &str) {
+        match self.output {
+            Output::Json => {
+                self.event(json!({"event": "diff", "target": target, "path": path, "diff": diff}))
+            }
+            Output::Human if self.verbosity < 0 => {}
+            Output::Human => self.suspend(|| {
+                let _ = write!(std::io::stderr(), "{diff}");
+            }),
+        }
+    }
+
     /// An effect about to be carried out.
     pub fn effect(&self, action: &str, target: &str) {
         match self.output {

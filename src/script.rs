@@ -26,26 +26,18 @@ pub fn execute(
     let started = Instant::now();
     let run = runner.new_run(source);
     let engine = engine::build(&run);
-    let ast = match Runner::compile(&run, &engine, source, text) {
+    let ast = match Runner::compile(&run, &engine, source, text).and_then(|ast| {
+        if path.is_some() {
+            preflight(&run, &engine, &ast, source, text)?;
+        }
+        Ok(ast)
+    }) {
         Ok(ast) => ast,
         Err(e) => {
             run.report.error(&e.to_string(), json!({"exit_code": 2}));
             return Err(e);
         }
     };
-    // `play` refuses what `runner check` refuses, before anything runs: a misspelled function
-    // after the first change would otherwise stop the run half-way.
-    if path.is_some() {
-        let errors = crate::check::unknown_functions(&run, &engine, &ast, source);
-        if !errors.is_empty() {
-            let e = Error::Compile(format!(
-                "{}\n  = the script does not pass `runner check`: nothing was run",
-                errors.join("\n")
-            ));
-            run.report.error(&e.to_string(), json!({"exit_code": 2}));
-            return Err(e);
-        }
-    }
     let resumed = match resume(&run, text) {
         Ok(r) => r,
         Err(e) => {
@@ -54,6 +46,11 @@ pub fn execute(
             return Err(e);
         }
     };
+    if let Some(inv) = &run.config.inventory {
+        for w in &inv.warnings {
+            run.report.warn(w);
+        }
+    }
     let header = header(&run, source, text, path, resumed.as_ref());
     run.journal.set_header(header.clone());
     run.report.event(with_event("run_start", header.clone()));
@@ -156,6 +153,45 @@ pub fn execute(
             Err(err)
         }
     }
+}
+
+/// What `runner check` finds, refused before anything runs; and a `--param` name that no
+/// `param()` of the script reads (a typo would otherwise leave the default in place).
+fn preflight(
+    run: &Run,
+    engine: &Engine,
+    ast: &rhai::AST,
+    source: &str,
+    text: &str,
+) -> Result<(), Error> {
+    let report = crate::check::check(run, engine, ast, source, text);
+    if !report.errors.is_empty() {
+        return Err(Error::Compile(format!(
+            "{}\n  = the script does not pass `runner check`: nothing was run",
+            report.errors.join("\n")
+        )));
+    }
+    if report.dynamic_params {
+        return Ok(());
+    }
+    for name in &run.config.param_flags {
+        if report.params.iter().any(|p| p == name) {
+            continue;
+        }
+        let known: Vec<&str> = report.params.iter().map(String::as_str).collect();
+        let hint = crate::opts::did_you_mean(name, &known)
+            .map(|s| format!("did you mean `{s}`? "))
+            .unwrap_or_default();
+        let reads = if known.is_empty() {
+            "it reads no param()".to_string()
+        } else {
+            format!("it reads: {}", known.join(", "))
+        };
+        return Err(Error::Compile(format!(
+            "error: --param {name}: {source} has no param(\"{name}\"); {hint}{reads}"
+        )));
+    }
+    Ok(())
 }
 
 /// The end of a run: the recap for people, the journal's `run_end` record. Returns its fields.

@@ -88,12 +88,12 @@ fn missing_module_exits_2_listing_the_searched_folders() {
 fn script_folder_shadows_lib_which_shadows_the_embedded_stdlib() {
     let lib_module = "fn upgrade(a, b, c, d, e) { \"from lib\" }\nfn origin() { \"lib\" }\n";
     let script = "import \"rolling\" as r;\nprint(r::origin());\n";
-    // Only the stdlib: the embedded module has no `origin`.
+    // Only the stdlib: the embedded module has no `origin` (found before anything runs).
     Test::new()
         .script(script)
         .run()
         .code(2)
-        .stderr_has("origin");
+        .stderr_has("module `r` has no function `origin`");
     // --lib shadows the stdlib.
     Test::new()
         .file("lib/rolling.rhai", lib_module)
@@ -214,7 +214,7 @@ fn check_reports_unknown_functions_and_methods_without_running() {
 fn check_passes_a_good_script_and_runs_nothing() {
     let out = Test::new()
         .file("lib/m.rhai", "fn f(x) { x }\n")
-        .file("good.rhai", "import \"m\" as m;\nfn twice(x) { x * 2 }\nlet f = |x| x + 1;\nlocal().write_file(\"written\", \"x\");\nprint(twice(m::f(f(1))));\n")
+        .file("good.rhai", "import \"m\" as m;\nfn twice(x) { x * 2 }\nlet f = |x| x + 1;\nlocal().write_file(\"written\", \"x\");\nprint(twice(m::f(f(1))));\nlet o = #{greet: |x| x};\no.greet(1);\n")
         .args(&["check", "--lib", "lib", "good.rhai"])
         .run()
         .success()
@@ -234,6 +234,94 @@ fn check_reports_a_function_missing_from_an_imported_module() {
         .run()
         .code(2)
         .stderr_has("module `m` has no function `g`");
+}
+
+#[test]
+fn check_rejects_a_missing_argument_and_an_option_typo_with_did_you_mean() {
+    Test::new()
+        .file(
+            "rollout.rhai",
+            "let lb = haproxy(\"/run/haproxy.sock\");\nlb.wait_drained(\"web_servers/web1\");\nlocal().run(\"true\", #{timout: 5});\nwait_http(\"http://127.0.0.1/\", #{status: 200, timeout: 5});\n",
+        )
+        .args(&["check", "rollout.rhai"])
+        .run()
+        .code(2)
+        .stderr_has("`wait_drained` takes 2 argument(s), not 1: lb.wait_drained(server: string, timeout: ?)")
+        .stderr_has("rollout.rhai:2:4")
+        .stderr_has("`run`: unknown option `timout`; did you mean `timeout`?")
+        .stderr_has("rollout.rhai:3:");
+    Test::new()
+        .file("m.rhai", "fn f(a, b) { a }\n")
+        .file(
+            "s.rhai",
+            "import \"m\" as m;\nm::f(1);\nimport \"nope\" as n;\n",
+        )
+        .args(&["check", "s.rhai"])
+        .run()
+        .code(2)
+        .stderr_has("module \"nope\" not found");
+}
+
+#[test]
+fn check_catches_arguments_of_the_wrong_type_and_module_arity() {
+    Test::new()
+        .file("m.rhai", "fn f(a, b) { a }\n")
+        .file("s.rhai", "import \"m\" as m;\nm::f(1);\nlocal().write_file(\"f\", 42);\n")
+        .args(&["check", "s.rhai"])
+        .run()
+        .code(2)
+        .stderr_has("`m::f` takes 2 argument(s), not 1")
+        .stderr_has("`write_file`: argument 2 is an int, but h.write_file(path: string, content: string) -> map wants string there");
+}
+
+#[test]
+fn check_points_at_the_rhai_surprises_trim_result_and_backtick_escapes() {
+    Test::new()
+        .file(
+            "s.rhai",
+            "let s = \" v2 \";\nlet t = s.trim();\ns.trim();\nlet u = s.replace(\"v\", \"w\");\nprint(`line\\n`);\nprint(s.trimmed() + s.replaced(\"v\", \"w\") + [\"a\", \"b\"].join(\",\"));\n",
+        )
+        .args(&["check", "s.rhai"])
+        .run()
+        .code(2)
+        .stderr_has("`trim()` changes the value in place and returns (), so its result here is (): call it as a statement of its own or `s.trimmed()` for the trimmed copy\n  --> s.rhai:2:11")
+        .stderr_lacks("s.rhai:3:")
+        .stderr_has("`replace()` changes the value in place")
+        .stderr_has("`\\n` in a backtick string is a backslash and `n`")
+        .stderr_has("s.rhai:5:12")
+        .stderr_lacks("s.rhai:6:");
+}
+
+#[test]
+fn play_refuses_what_check_rejects_and_a_param_no_param_call_reads() {
+    let out = Test::new()
+        .script("local().write_file(\"written\", \"x\");\nlocal().run(\"true\", #{timout: 5});\n")
+        .run()
+        .code(2)
+        .stderr_has("unknown option `timout`");
+    assert!(!out.path("written").exists(), "nothing runs");
+    Test::new()
+        .script("print(param(\"backend\", \"web\"));")
+        .args(&["-p", "bakend=db"])
+        .run()
+        .code(2)
+        .stderr_has("--param bakend: main.rhai has no param(\"bakend\")")
+        .stderr_has("did you mean `backend`?");
+    Test::new()
+        .script("print(param(\"backend\", \"web\"));")
+        .args(&["-p", "backend=db"])
+        .run()
+        .success()
+        .stdout_is("db\n");
+    Test::new()
+        .file(
+            "s.rhai",
+            "let a = param(\"backend\");\nlet b = param(\"version\", 1);\n",
+        )
+        .args(&["check", "s.rhai"])
+        .run()
+        .success()
+        .stderr_has("s.rhai: ok (params: backend, version)");
 }
 
 #[test]

@@ -829,3 +829,18 @@ fn over_ssh_name_conflict_is_a_clear_error_naming_host_and_container() {
     assert_eq!(state(name), format!("created {img}"));
     sshd.assert_no_clients_left();
 }
+
+#[test]
+fn docker_with_become_runs_through_sudo_and_a_refusal_says_so() {
+    docker_engine();
+    let sshd = Sshd::start();
+    let h = sshd.handle();
+    Test::new()
+        .script(&format!(
+            "print({h}.docker(#{{become: true}}).exists(\"runner-no-such-container\"));\n\
+             try {{ {h}.docker(#{{become_user: \"nobody\"}}).exists(\"x\") }} catch (e) {{ print(e.kind) }}"
+        ))
+        .run()
+        .success()
+        .stdout_is("false\nbecome\n");
+}

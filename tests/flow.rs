@@ -168,11 +168,18 @@ fn wait_until_returns_when_true_and_times_out_with_a_message() {
 
 #[test]
 fn unknown_option_key_is_an_error() {
+    // Written out: the check before the run finds it.
     Test::new()
         .script("wait_until(1, || true, #{intervall: 1});")
         .run()
+        .code(2)
+        .stderr_has("unknown option `intervall`; did you mean `interval`?");
+    // Built at run time: the run finds it, in the same words.
+    Test::new()
+        .script("let o = #{};\no.intervall = 1;\nwait_until(1, || true, o);")
+        .run()
         .code(1)
-        .stderr_has("unknown option `intervall`");
+        .stderr_has("unknown option `intervall`; did you mean `interval`?");
 }
 
 #[test]

@@ -934,7 +934,16 @@ fn example_scripts_run_against_a_real_haproxy() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Test::new().args(&args).run().success()
     };
-    let out = run("status.rhai", &[]);
+    // status.rhai reads no url: a --param no param() reads is refused.
+    let out = Test::new()
+        .args(&[
+            "play",
+            &script_path("status.rhai"),
+            "-p",
+            &format!("socket={}", lb.sock()),
+        ])
+        .run()
+        .success();
     for needle in ["web_servers", "web1", "backup", "static_servers", "UP"] {
         assert!(
             out.stdout.contains(needle),

@@ -197,3 +197,107 @@ fn control_sequences_are_stripped_from_what_people_see_not_from_values() {
         .stderr_lacks("\x07")
         .stderr_lacks("\r");
 }
+
+#[test]
+fn template_renders_a_loop_and_a_filter() {
+    Test::new()
+        .script("print(template(\"{% for s in servers %}server {{ s | upper }}:{{ port }};\\n{% endfor %}{{ servers | join(',') }}\", #{servers: [\"web1\", \"web2\"], port: 80}));")
+        .run()
+        .success()
+        .stdout_is("server WEB1:80;\nserver WEB2:80;\nweb1,web2\n");
+}
+
+#[test]
+fn template_with_an_undefined_variable_fails_naming_it_and_the_line() {
+    Test::new()
+        .script("try { template(\"listen {{ port }};\\nroot {{ rot }};\\n\", #{port: 80}) } catch (e) { print(e.kind); print(e.message) }")
+        .run()
+        .success()
+        .stdout_is("template\ntemplate <text>: line 2: undefined variable `rot`: root {{ rot }};\n");
+}
+
+#[test]
+fn host_template_renders_a_file_with_host_vars_and_writes_it_with_its_mode() {
+    let out = Test::new()
+        .file("app.conf.j2", "host={{ inventory_hostname }}\nport={{ port }}\n")
+        .script("print(local().template(\"app.conf.j2\", \"app.conf\", #{port: 8080}, #{mode: \"0640\"}).changed);")
+        .run()
+        .success()
+        .stdout_is("true\n");
+    assert_eq!(
+        std::fs::read_to_string(out.path("app.conf")).unwrap(),
+        "host=local\nport=8080\n"
+    );
+    assert_eq!(mode(&out.path("app.conf")), 0o640);
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn write_file_with_mode_0600_sets_it_on_a_new_and_an_existing_file() {
+    let out = Test::new()
+        .file("old", "x\n")
+        .script("let l = local();\nl.write_file(\"new\", \"secret\\n\", #{mode: \"0600\"});\nl.write_file(\"old\", \"x\\n\", #{mode: \"0600\"});\n")
+        .run()
+        .success();
+    assert_eq!(mode(&out.path("new")), 0o600);
+    assert_eq!(mode(&out.path("old")), 0o600, "a mode alone is a change");
+    assert_eq!(
+        std::fs::read_to_string(out.path("new")).unwrap(),
+        "secret\n"
+    );
+}
+
+#[test]
+fn write_file_of_the_same_content_changes_nothing_and_is_not_rewritten() {
+    let t = Test::new().file("conf", "same\n");
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(t.path().join("conf")).unwrap().ino();
+    let out = t
+        .script("print(local().write_file(\"conf\", \"same\\n\"));")
+        .args(&["--journal", "j.jsonl"])
+        .run()
+        .success()
+        .stdout_is("#{\"changed\": false}\n");
+    assert_eq!(
+        std::fs::metadata(out.path("conf")).unwrap().ino(),
+        inode,
+        "rewritten"
+    );
+    let effects = journal_records(&out.path("j.jsonl"))
+        .into_iter()
+        .filter(|r| r["type"] == "effect" || r["type"] == "effect_start")
+        .count();
+    assert_eq!(effects, 0, "an unchanged file is no change");
+}
+
+#[test]
+fn dry_run_shows_what_a_write_would_change_as_a_diff() {
+    let out = Test::new()
+        .file("index.html", "<h1>v1</h1>\nfooter\n")
+        .script("print(local().write_file(\"index.html\", \"<h1>v2</h1>\\nfooter\\n\").changed);")
+        .args(&["--dry-run"])
+        .run()
+        .success()
+        .stdout_is("true\n")
+        .stderr_has("--- local:index.html\n+++ local:index.html\n")
+        .stderr_has("\n-<h1>v1</h1>\n+<h1>v2</h1>\n footer\n")
+        .stderr_has("would write index.html on local");
+    assert_eq!(
+        std::fs::read_to_string(out.path("index.html")).unwrap(),
+        "<h1>v1</h1>\nfooter\n"
+    );
+}
+
+#[test]
+fn a_mode_given_as_an_int_is_refused_before_writing() {
+    let out = Test::new()
+        .script("local().write_file(\"f\", \"x\", #{mode: 644});")
+        .run()
+        .code(1)
+        .stderr_has("mode must be a string of octal digits such as \"0644\"");
+    assert!(!out.path("f").exists());
+}

@@ -683,3 +683,193 @@ fn a_run_killed_outright_leaves_no_ssh_master_behind() {
     a.assert_no_clients_left();
     b.assert_no_clients_left();
 }
+
+/// A jump host and a target: `jump` also accepts the target's client key, and one known_hosts file
+/// holds both host keys.
+fn jump_and_target() -> (Sshd, Sshd, std::path::PathBuf) {
+    let (jump, target) = (Sshd::start(), Sshd::start());
+    let key = std::fs::read_to_string(target.key.with_extension("pub")).unwrap();
+    let authorized = jump.dir.path().join("authorized_keys");
+    let mut both = std::fs::read_to_string(&authorized).unwrap();
+    both.push_str(&key);
+    std::fs::write(&authorized, both).unwrap();
+    let known = target.dir.path().join("both_known_hosts");
+    std::fs::write(
+        &known,
+        std::fs::read_to_string(&jump.known_hosts).unwrap()
+            + &std::fs::read_to_string(&target.known_hosts).unwrap(),
+    )
+    .unwrap();
+    (jump, target, known)
+}
+
+#[test]
+fn ansible_ssh_common_args_jump_reaches_the_target_and_the_hop_gets_key_and_known_hosts() {
+    let (jump, target, known) = jump_and_target();
+    let inv = format!(
+        "[web]\nweb1 ansible_host=127.0.0.1 ansible_port={} ansible_user={SSH_USER} ansible_ssh_private_key_file={}\n\n[web:vars]\nansible_ssh_common_args='-J {SSH_USER}@127.0.0.1:{} -o UserKnownHostsFile={}'\n",
+        target.port,
+        target.key.display(),
+        jump.port,
+        known.display()
+    );
+    Test::new()
+        .file("hosts", &inv)
+        .script("print(hosts(\"web\")[0].run(\"echo through the jump\").stdout);")
+        .args(&["-i", "hosts"])
+        .run()
+        .success()
+        .stdout_is("through the jump\n\n");
+    assert_eq!(jump.accepted(), 1, "the jump host carried the connection");
+    assert_eq!(target.accepted(), 1);
+}
+
+#[test]
+fn ssh_config_alias_with_proxyjump_user_and_port_works() {
+    let (jump, target, known) = jump_and_target();
+    let t = Test::new();
+    let config = t.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host target\n  HostName 127.0.0.1\n  Port {}\n  User {SSH_USER}\n  ProxyJump hop\n\nHost hop\n  HostName 127.0.0.1\n  Port {}\n  User {SSH_USER}\n",
+            target.port, jump.port
+        ),
+    )
+    .unwrap();
+    t.script(&format!(
+        "let h = ssh(\"target\", #{{ssh_config: \"{}\", key: \"{}\", known_hosts_file: \"{}\"}});\nprint(h.run(\"whoami\").stdout);",
+        config.display(),
+        target.key.display(),
+        known.display()
+    ))
+    .run()
+    .success()
+    .stdout_is(&format!("{SSH_USER}\n\n"));
+    assert_eq!(
+        jump.accepted(),
+        1,
+        "ProxyJump of the ssh_config went through the hop"
+    );
+}
+
+#[test]
+fn ansible_host_key_checking_false_reaches_a_host_whose_key_is_unknown() {
+    let sshd = Sshd::start();
+    let host = |extra: &str| {
+        format!(
+            "[web]\nweb1 ansible_host=127.0.0.1 ansible_port={} ansible_user={SSH_USER} ansible_ssh_private_key_file={} {extra}\n",
+            sshd.port,
+            sshd.key.display()
+        )
+    };
+    let script = "print(hosts(\"web\")[0].run(\"echo in\").stdout);";
+    // The key is in no known_hosts file: strict checking refuses it...
+    Test::new()
+        .file(
+            "hosts",
+            &host("ansible_ssh_common_args='-o UserKnownHostsFile=/dev/null'"),
+        )
+        .script(script)
+        .args(&["-i", "hosts"])
+        .run()
+        .code(1)
+        .stderr_has("host key verification failed");
+    // ...and each way Ansible turns the check off reaches it.
+    for off in [
+        "ansible_host_key_checking=false",
+        "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'",
+    ] {
+        Test::new()
+            .file("hosts", &host(off))
+            .script(script)
+            .args(&["-i", "hosts"])
+            .run()
+            .success()
+            .stdout_is("in\n\n");
+    }
+}
+
+#[test]
+fn ansible_password_is_warned_about_naming_it() {
+    let sshd = Sshd::start();
+    Test::new()
+        .file(
+            "inv.yml",
+            &format!(
+                "all:\n  hosts:\n    web1:\n      ansible_host: 127.0.0.1\n      ansible_port: {}\n      ansible_user: {SSH_USER}\n      ansible_password: s3cret\n      ansible_ssh_private_key_file: {}\n      known_hosts_file: {}\n",
+                sshd.port,
+                sshd.key.display(),
+                sshd.known_hosts.display()
+            ),
+        )
+        .script("print(hosts()[0].run(\"echo key login\").stdout);")
+        .args(&["-i", "inv.yml"])
+        .run()
+        .success()
+        .stdout_is("key login\n\n")
+        .stderr_has("warning: inventory inv.yml: ansible_password (on web1) is not applied: runner logs in with SSH keys");
+}
+
+#[test]
+fn become_runs_commands_and_writes_files_as_root_through_sudo() {
+    let sshd = Sshd::start();
+    // A folder only root may write to.
+    let dir = sshd.dir.path().join("etc");
+    std::fs::create_dir(&dir).unwrap();
+    let f = dir.join("app.conf");
+    Test::new()
+        .script(&format!(
+            "let h = {};\nprint(h.run(\"id -un\", #{{become: true}}).stdout.split(\"\\n\")[0] + \" \" + h.run(\"id -un\").stdout);\n\
+             try {{ h.write_file(\"{f}\", \"x\\n\") }} catch (e) {{ print(e.kind) }}\n\
+             print(h.write_file(\"{f}\", \"port=80\\n\", #{{mode: \"0600\", become: true}}).changed);\n\
+             print(h.write_file(\"{f}\", \"port=80\\n\", #{{mode: \"0600\", sudo: true}}).changed);\n\
+             print(h.read_file(\"{f}\"));",
+            sshd.handle(),
+            f = f.display()
+        ))
+        .run()
+        .code(1)
+        .stdout_has("root runner-test\n")
+        .stdout_has("io\ntrue\nfalse\n")
+        // The login user cannot read what root wrote with mode 0600.
+        .stderr_has("Permission denied");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(&f).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), 0, "written as root");
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "port=80\n");
+}
+
+#[test]
+fn become_that_sudo_would_ask_a_password_for_fails_at_once_saying_so() {
+    let sshd = Sshd::start();
+    let out = Test::new()
+        .script(&format!(
+            "let h = {};\ntry {{ h.run(\"id\", #{{become_user: \"nobody\"}}) }} catch (e) {{ print(e.kind); print(e.message) }}",
+            sshd.handle()
+        ))
+        .run()
+        .success()
+        .stdout_has("become\n")
+        .stdout_has("cannot run `id` as nobody with sudo: sudo asks for a password, and runner runs sudo -n, which never prompts");
+    assert!(out.elapsed.as_secs() < 10, "it waited: {:?}", out.elapsed);
+}
+
+#[test]
+fn ansible_become_in_the_inventory_applies_to_every_command_of_the_host() {
+    let sshd = Sshd::start();
+    let inv = format!(
+        "[web]\nweb1 ansible_host=127.0.0.1 ansible_port={} ansible_user={SSH_USER} ansible_ssh_private_key_file={} ansible_become=true known_hosts_file={}\n",
+        sshd.port,
+        sshd.key.display(),
+        sshd.known_hosts.display()
+    );
+    Test::new()
+        .file("hosts", &inv)
+        .script("let h = hosts(\"web\")[0];\nprint(h.run(\"id -un\").stdout.split(\"\\n\")[0]);\nprint(h.run(\"id -un\", #{become: false}).stdout.split(\"\\n\")[0]);")
+        .args(&["-i", "hosts"])
+        .run()
+        .success()
+        .stdout_is("root\nrunner-test\n");
+}

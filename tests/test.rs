@@ -10,6 +10,7 @@ mod guard;
 mod haproxy;
 mod host;
 mod http;
+mod inventory;
 mod layout;
 mod libs;
 mod nginx;

@@ -83,6 +83,13 @@ fn label(item: &rhai::Dynamic) -> String {
     }
 }
 
+/// The options of `wait_until`.
+pub const WAIT_UNTIL_KEYS: &[&str] = &["interval", "what"];
+/// The options of `secret`.
+pub const SECRET_KEYS: &[&str] = &["file"];
+/// The options of `confirm`.
+pub const CONFIRM_KEYS: &[&str] = &["stop"];
+
 #[export_module]
 pub mod flow_api {
     use std::io::{BufRead, IsTerminal, Write};
@@ -194,7 +201,7 @@ pub mod flow_api {
     pub fn secret_with(ctx: NativeCallContext, name: &str, options: rhai::Map) -> Res<String> {
         let run = Run::of(&ctx);
         let target = format!("secret {name}");
-        let o = Opts::new(options, &["file"], &target)?;
+        let o = Opts::new(options, SECRET_KEYS, &target)?;
         let value = match o.string("file")? {
             Some(file) => std::fs::read_to_string(&file)
                 .map(|s| s.strip_suffix('\n').unwrap_or(&s).to_string())
@@ -293,7 +300,7 @@ pub mod flow_api {
         options: rhai::Map,
     ) -> Res<()> {
         let run = Run::of(&ctx);
-        let opts = Opts::new(options, &["interval", "what"], "wait_until")?;
+        let opts = Opts::new(options, WAIT_UNTIL_KEYS, "wait_until")?;
         let timeout = seconds(&timeout, "wait_until", "the timeout")?;
         let interval = opts.secs("interval")?.unwrap_or(Duration::from_millis(200));
         let what = opts.string("what")?.unwrap_or_else(|| "condition".into());
@@ -563,7 +570,7 @@ pub mod flow_api {
     #[rhai_fn(name = "confirm", return_raw)]
     pub fn confirm_with(ctx: NativeCallContext, question: &str, options: rhai::Map) -> Res<bool> {
         let run = Run::of(&ctx);
-        let stop = Opts::new(options, &["stop"], "confirm")?.bool("stop", true)?;
+        let stop = Opts::new(options, CONFIRM_KEYS, "confirm")?.bool("stop", true)?;
         if run.config.yes {
             run.report.info(&format!("{question} yes (--yes)"));
             return Ok(true);

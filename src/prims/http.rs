@@ -8,6 +8,11 @@ use rhai::Map;
 use crate::error::{Failure, Kind};
 use crate::run::Run;
 
+/// The options of `http_get`.
+pub const GET_KEYS: &[&str] = &["timeout", "headers"];
+/// The options of `wait_http`.
+pub const WAIT_HTTP_KEYS: &[&str] = &["status", "contains", "timeout", "interval", "headers"];
+
 /// Default time a single request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -106,7 +111,7 @@ pub mod http_api {
     #[rhai_fn(name = "http_get", return_raw)]
     pub fn http_get_with(ctx: NativeCallContext, url: &str, options: Map) -> Res<Map> {
         let run = Run::of(&ctx);
-        let o = Opts::new(options, &["timeout", "headers"], url)?;
+        let o = Opts::new(options, GET_KEYS, url)?;
         let timeout = o.secs("timeout")?.unwrap_or(REQUEST_TIMEOUT);
         Ok(get(&run, url, timeout, &o.string_map("headers")?)?.to_map())
     }
@@ -123,11 +128,7 @@ pub mod http_api {
     #[rhai_fn(return_raw)]
     pub fn wait_http(ctx: NativeCallContext, url: &str, options: Map) -> Res<Map> {
         let run = Run::of(&ctx);
-        let o = Opts::new(
-            options,
-            &["status", "contains", "timeout", "interval", "headers"],
-            url,
-        )?;
+        let o = Opts::new(options, WAIT_HTTP_KEYS, url)?;
         let want = o.int("status")?.unwrap_or(200);
         let contains = o.string("contains")?;
         let timeout = o.secs("timeout")?.unwrap_or(Duration::from_secs(30));

@@ -8,8 +8,11 @@ pub mod flow;
 pub mod haproxy;
 pub mod host;
 pub mod http;
+pub mod privilege;
 pub mod process;
 pub mod ssh;
+pub mod ssh_config;
+pub mod text;
 pub mod watch;
 
 /// Every domain's module, by the name `runner doc MODULE` takes.
@@ -22,6 +25,7 @@ pub fn modules() -> Vec<(&'static str, Module)> {
         ("http", rhai::exported_module!(http::http_api)),
         ("process", rhai::exported_module!(process::process_api)),
         ("watch", rhai::exported_module!(watch::watch_api)),
+        ("text", rhai::exported_module!(text::text_api)),
     ]
 }
 

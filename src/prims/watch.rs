@@ -114,14 +114,13 @@ async fn request(run: &Run, url: &str, p: &Probe) -> Result<(), String> {
     Ok(())
 }
 
+/// The option keys of `watch`.
+pub const WATCH_KEYS: &[&str] = &["interval", "timeout", "status", "contains", "max_errors"];
+
 /// The options of `watch`.
 fn probe_options(url: &str, options: Map) -> Result<Probe, Failure> {
     let target = format!("watch {url}");
-    let o = Opts::new(
-        options,
-        &["interval", "timeout", "status", "contains", "max_errors"],
-        &target,
-    )?;
+    let o = Opts::new(options, WATCH_KEYS, &target)?;
     let budget = match o.get("max_errors") {
         None => Budget::None,
         Some(v) => Budget::parse(&v.to_string())

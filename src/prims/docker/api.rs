@@ -10,6 +10,13 @@ use crate::opts::Opts;
 use crate::prims::host::Host;
 use crate::run::Run;
 
+/// The options of `d.ps`.
+pub const PS_KEYS: &[&str] = &["all", "filter"];
+/// The options of `d.stop` and `d.restart`.
+pub const GRACE_KEYS: &[&str] = &["grace"];
+/// The options of `d.wait_healthy`.
+pub const HEALTHY_KEYS: &[&str] = &["min_uptime", "interval"];
+
 #[export_module]
 pub mod docker_api {
     use super::*;
@@ -169,7 +176,7 @@ pub mod docker_api {
     /// ```
     #[rhai_fn(name = "ps", return_raw)]
     pub fn ps_with(ctx: NativeCallContext, d: &mut Docker, options: Map) -> Res<Array> {
-        let o = Opts::new(options, &["all", "filter"], "docker ps")?;
+        let o = Opts::new(options, PS_KEYS, "docker ps")?;
         let all = o.bool("all", true)?;
         let filters = o.list("filter")?;
         Ok(d.ps(&Run::of(&ctx), all, filters)?)
@@ -194,7 +201,7 @@ pub mod docker_api {
     /// ```
     #[rhai_fn(name = "stop", return_raw)]
     pub fn stop_with(ctx: NativeCallContext, d: &mut Docker, name: &str, options: Map) -> Res<()> {
-        let grace = Opts::new(options, &["grace"], name)?.secs("grace")?;
+        let grace = Opts::new(options, GRACE_KEYS, name)?.secs("grace")?;
         Ok(d.lifecycle(&Run::of(&ctx), "stop", name, grace)?)
     }
 
@@ -230,7 +237,7 @@ pub mod docker_api {
         name: &str,
         options: Map,
     ) -> Res<()> {
-        let grace = Opts::new(options, &["grace"], name)?.secs("grace")?;
+        let grace = Opts::new(options, GRACE_KEYS, name)?.secs("grace")?;
         Ok(d.lifecycle(&Run::of(&ctx), "restart", name, grace)?)
     }
 
@@ -348,7 +355,7 @@ pub mod docker_api {
     ) -> Res<()> {
         let run = Run::of(&ctx);
         let timeout = crate::opts::seconds(&timeout, name, "the timeout")?;
-        let o = Opts::new(options, &["min_uptime", "interval"], name)?;
+        let o = Opts::new(options, HEALTHY_KEYS, name)?;
         let min_uptime = o.secs("min_uptime")?.unwrap_or(Duration::from_secs(1));
         let interval = o
             .secs("interval")?

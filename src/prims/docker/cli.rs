@@ -181,7 +181,7 @@ impl Docker {
         let shown = self.shown(args);
         let o = RunOpts {
             timeout: Some(timeout),
-            sudo: self.sudo,
+            privilege: self.privilege.clone(),
             ..RunOpts::probe()
         };
         let input = stdin.map(Input::Text).unwrap_or(Input::Null);
@@ -305,7 +305,9 @@ impl Docker {
                     .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
             })
         };
-        if DOCKER_ERRORS.iter().any(|p| said(p)) || (self.sudo && said("sudo: ")) {
+        if DOCKER_ERRORS.iter().any(|p| said(p))
+            || (self.privilege.resolve(self.host().privilege()).is_some() && said("sudo: "))
+        {
             return Ok(true);
         }
         if r.out.code != 127 || r.says("oci runtime") {

@@ -9,11 +9,22 @@ use super::spec::Args;
 use crate::error::Failure;
 use crate::opts::Opts;
 use crate::prims::host::{Command, Host};
+use crate::prims::privilege::BecomeOpts;
 
 /// How long one docker command may take, unless the handle says otherwise.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a command that may download an image (`pull`, `run`) may take.
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The options of `docker(#{...})` and `h.docker(#{...})`.
+pub const DOCKER_KEYS: &[&str] = &[
+    "become",
+    "become_user",
+    "sudo",
+    "context",
+    "timeout",
+    "pull_timeout",
+];
 
 /// The docker engine of one host, driven through that host's docker CLI.
 #[derive(Clone)]
@@ -21,8 +32,8 @@ pub struct Docker {
     host: Host,
     /// `docker --context NAME`.
     context: Option<String>,
-    /// Run docker through `sudo -n`.
-    pub(super) sudo: bool,
+    /// Run docker through `sudo -n` (`become`; the host's default unless given).
+    pub(super) privilege: BecomeOpts,
     /// How long one docker command may take.
     pub(super) timeout: Duration,
     /// How long a command that may download an image may take.
@@ -41,7 +52,7 @@ impl Docker {
         Docker {
             host,
             context: None,
-            sudo: false,
+            privilege: BecomeOpts::default(),
             timeout: COMMAND_TIMEOUT,
             pull_timeout: PULL_TIMEOUT,
         }
@@ -50,14 +61,10 @@ impl Docker {
     /// The docker engine of `host`, with the options of `docker(#{...})`.
     pub(super) fn with_options(host: Host, options: Map) -> Result<Self, Failure> {
         let target = format!("docker on {}", host.name());
-        let o = Opts::new(
-            options,
-            &["sudo", "context", "timeout", "pull_timeout"],
-            &target,
-        )?;
+        let o = Opts::new(options, DOCKER_KEYS, &target)?;
         Ok(Docker {
             context: o.string("context")?,
-            sudo: o.bool("sudo", false)?,
+            privilege: BecomeOpts::parse(&o)?,
             timeout: o.secs("timeout")?.unwrap_or(COMMAND_TIMEOUT),
             pull_timeout: o.secs("pull_timeout")?.unwrap_or(PULL_TIMEOUT),
             host,

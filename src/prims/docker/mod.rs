@@ -21,5 +21,7 @@ mod health;
 mod operations;
 mod spec;
 
-pub use api::docker_api;
-pub use handle::Docker;
+pub use api::{docker_api, GRACE_KEYS, HEALTHY_KEYS, PS_KEYS};
+pub use handle::{Docker, DOCKER_KEYS};
+pub use operations::LOGS_KEYS;
+pub use spec::{EXEC_KEYS, RUN_KEYS};

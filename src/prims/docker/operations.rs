@@ -16,6 +16,8 @@ use std::time::Duration;
 use crate::prims::host::{check_exit, Output};
 use crate::run::Run;
 
+/// The options of `d.logs`.
+pub const LOGS_KEYS: &[&str] = &["tail", "since"];
 impl Docker {
     /// A change on this host, through the effect gate: skipped under `--dry-run`, journaled once.
     pub(super) fn change<T>(
@@ -220,7 +222,7 @@ impl Docker {
     /// (the last N lines), `since` (seconds ago, or anything `docker logs --since` takes).
     pub(super) fn logs(&self, run: &Run, name: &str, options: Map) -> Result<String, Failure> {
         check_name(name, "docker logs")?;
-        let o = Opts::new(options, &["tail", "since"], name)?;
+        let o = Opts::new(options, LOGS_KEYS, name)?;
         let mut args = vec!["logs".to_string()];
         if let Some(n) = o.int("tail")? {
             args.extend(["--tail".into(), n.to_string()]);

@@ -142,7 +142,7 @@ pub(super) struct RunSpec {
     pub(super) args: Args,
 }
 
-const RUN_KEYS: &[&str] = &[
+pub const RUN_KEYS: &[&str] = &[
     "image",
     "name",
     "ports",
@@ -247,7 +247,7 @@ pub(super) struct ExecSpec {
     pub(super) read_only: bool,
 }
 
-const EXEC_KEYS: &[&str] = &["check", "user", "workdir", "env", "stdin", "read_only"];
+pub const EXEC_KEYS: &[&str] = &["check", "user", "workdir", "env", "stdin", "read_only"];
 
 impl ExecSpec {
     pub(super) fn parse(name: &str, command: &Dynamic, options: Map) -> Result<Self, Failure> {

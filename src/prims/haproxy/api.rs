@@ -4,7 +4,7 @@
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Map};
 
-use super::handle::Haproxy;
+use super::handle::{Haproxy, ADD_SERVER_KEYS, DEL_SERVER_KEYS};
 use crate::error::Failure;
 use crate::opts::{seconds, Opts};
 use crate::run::Run;
@@ -355,7 +355,7 @@ pub mod haproxy_api {
         options: Map,
     ) -> Res<()> {
         let label = lb.label();
-        let o = Opts::new(options, &["weight", "check", "enable"], &label)?;
+        let o = Opts::new(options, ADD_SERVER_KEYS, &label)?;
         let weight = o.int("weight")?;
         if let Some(w) = weight.filter(|w| !(0..=256).contains(w)) {
             return Err(Failure::usage(
@@ -400,7 +400,7 @@ pub mod haproxy_api {
         options: Map,
     ) -> Res<()> {
         let label = lb.label();
-        let o = Opts::new(options, &["timeout"], &label)?;
+        let o = Opts::new(options, DEL_SERVER_KEYS, &label)?;
         let timeout = o
             .secs("timeout")?
             .unwrap_or(std::time::Duration::from_secs(30));

@@ -25,6 +25,13 @@ const DEFAULT_INTERVAL: Duration = Duration::from_millis(50);
 /// An endpoint's label, the servers it was asked for, and the names of all its servers.
 type PerEndpoint = (String, Vec<Map>, Vec<String>);
 
+/// The options of `haproxy(socket, #{...})`.
+pub const HAPROXY_KEYS: &[&str] = &["timeout", "master", "interval"];
+/// The options of `add_server`.
+pub const ADD_SERVER_KEYS: &[&str] = &["weight", "check", "enable"];
+/// The options of `del_server`.
+pub const DEL_SERVER_KEYS: &[&str] = &["timeout"];
+
 /// A handle on one or more HAProxy processes, through their stats sockets or master CLIs.
 /// Cloning it shares the open connections.
 #[derive(Clone)]
@@ -45,7 +52,7 @@ impl fmt::Debug for Haproxy {
 impl Haproxy {
     pub(super) fn open(addrs: &[String], options: Map) -> Result<Haproxy, Failure> {
         let label = addrs.join(", ");
-        let o = Opts::new(options, &["timeout", "master", "interval"], &label)?;
+        let o = Opts::new(options, HAPROXY_KEYS, &label)?;
         if addrs.is_empty() {
             return Err(Failure::usage(
                 "haproxy",

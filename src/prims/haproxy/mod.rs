@@ -32,4 +32,4 @@ mod parse;
 mod tests;
 
 pub use api::haproxy_api;
-pub use handle::Haproxy;
+pub use handle::{Haproxy, ADD_SERVER_KEYS, DEL_SERVER_KEYS, HAPROXY_KEYS};

@@ -3,7 +3,9 @@
 use rhai::plugin::*;
 
 use super::command::{Command, RunOpts};
+use super::files::WriteOpts;
 use super::handle::{Host, Transport};
+use super::template::render;
 use crate::error::Failure;
 use crate::prims::ssh::SshTarget;
 use crate::run::Run;
@@ -40,8 +42,11 @@ pub mod host_api {
 
     /// `ssh` with options: `user`, `port`, `key` (private key file), `known_hosts` ("strict",
     /// "accept-new" or "off": neither checked nor recorded anywhere, with a warning), `known_hosts_file`,
-    /// `connect_timeout` (seconds, default 10), `jump` (a jump host, or an array of them). A `key`
-    /// file that does not exist is a `usage` error before anything is tried.
+    /// `connect_timeout` (seconds, default 10), `jump` (a jump host, or an array of them),
+    /// `ssh_config` (an ssh_config file read instead of ~/.ssh/config, as `ssh -F`), `ssh_args` (ssh
+    /// command-line options, as Ansible's `ansible_ssh_common_args`: `-o Key=Value`, `-J`, `-i`,
+    /// ...), `ssh_options` (a map of ssh_config options). Jump hosts get the key and host key
+    /// checking too. A `key` file that does not exist is a `usage` error before anything is tried.
     ///
     /// ```rhai
     /// let h = ssh("10.0.0.5", #{user: "deploy", port: 2222, key: "~/.ssh/deploy", known_hosts: "accept-new"});
@@ -84,7 +89,8 @@ pub mod host_api {
     }
 
     /// `run` with options: `check` (default true: throw on non-zero exit), `timeout` (seconds),
-    /// `stdin` (a string fed to the command), `env` (a map), `cwd`, `sudo` (run through `sudo -n`),
+    /// `stdin` (a string fed to the command), `env` (a map), `cwd`, `become` (run through `sudo -n`,
+    /// which never asks for a password; `sudo` is the same), `become_user` (as whom, default root),
     /// `read_only` (not an effect: runs under `--dry-run` and is not journaled), `max_output` (bytes
     /// kept of stdout and of stderr each, default 64 MiB: a command that writes more runs to its end
     /// and fails with `output_limit`). With `-v` the output is shown live, each line prefixed with
@@ -108,14 +114,94 @@ pub mod host_api {
     }
 
     /// Write `content` to `path` as a whole, atomically (temp file + rename; an existing file keeps
-    /// its mode). An effect.
+    /// its mode and owner). A file that already holds `content` is not rewritten. Returns
+    /// `#{changed}`. An effect when it changes the file; `--dry-run` and `-v` show the diff.
     ///
     /// ```rhai
     /// h.write_file("/data/www/index.html", "v2\n");
     /// ```
     #[rhai_fn(return_raw)]
-    pub fn write_file(ctx: NativeCallContext, h: &mut Host, path: &str, content: &str) -> Res<()> {
-        Ok(h.write_file(&Run::of(&ctx), path, content)?)
+    pub fn write_file(ctx: NativeCallContext, h: &mut Host, path: &str, content: &str) -> Res<Map> {
+        write_file_with(ctx, h, path, content, Map::new())
+    }
+
+    /// `write_file` with options: `mode` (octal, as a string: `"0600"`), `owner`, `group`,
+    /// `become` (write it through `sudo -n`; `sudo` is the same), `become_user`.
+    ///
+    /// ```rhai
+    /// let r = h.write_file("/etc/app/secret.conf", text, #{mode: "0600", owner: "app", become: true});
+    /// if r.changed { h.run("systemctl reload app") }
+    /// ```
+    #[rhai_fn(name = "write_file", return_raw)]
+    pub fn write_file_with(
+        ctx: NativeCallContext,
+        h: &mut Host,
+        path: &str,
+        content: &str,
+        options: Map,
+    ) -> Res<Map> {
+        let o = WriteOpts::parse(options, h.name())?;
+        Ok(h.write_file(&Run::of(&ctx), path, content, &o)?)
+    }
+
+    /// Render the Jinja template `text` with `vars` (`{{ x }}`, `{% for %}`, `{% if %}`, filters
+    /// such as `upper`, `join`, `default`, `to_json`). A variable the template uses and `vars` does
+    /// not define is an error naming it and the line (kind `template`).
+    ///
+    /// ```rhai
+    /// let conf = template("{% for s in servers %}server {{ s }};\n{% endfor %}", #{servers: ["a", "b"]});
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn template(text: &str, vars: Map) -> Res<String> {
+        Ok(render("<text>", text, &vars)?)
+    }
+
+    /// Render the local template file `src` (Jinja, as `template`) and write it to `dest` on the
+    /// host as `write_file` does. The template sees the host's inventory vars and
+    /// `inventory_hostname`, then `vars` (which win). Returns `#{changed}`.
+    ///
+    /// ```rhai
+    /// h.template("templates/nginx.conf.j2", "/etc/nginx/nginx.conf", #{workers: 4});
+    /// ```
+    #[rhai_fn(name = "template", return_raw)]
+    pub fn host_template(
+        ctx: NativeCallContext,
+        h: &mut Host,
+        src: &str,
+        dest: &str,
+        vars: Map,
+    ) -> Res<Map> {
+        host_template_with(ctx, h, src, dest, vars, Map::new())
+    }
+
+    /// `h.template` with the options of `write_file`: `mode`, `owner`, `group`, `become`,
+    /// `become_user`.
+    ///
+    /// ```rhai
+    /// h.template("app.conf.j2", "/etc/app.conf", #{port: 8080}, #{mode: "0640", owner: "app", become: true});
+    /// ```
+    #[rhai_fn(name = "template", return_raw)]
+    pub fn host_template_with(
+        ctx: NativeCallContext,
+        h: &mut Host,
+        src: &str,
+        dest: &str,
+        vars: Map,
+        options: Map,
+    ) -> Res<Map> {
+        let o = WriteOpts::parse(options, h.name())?;
+        let text = std::fs::read_to_string(src).map_err(|e| {
+            Failure::new(
+                crate::error::Kind::NotFound,
+                "local",
+                format!("template {src}: cannot read it: {e}"),
+            )
+        })?;
+        let mut all = h.vars().clone();
+        all.insert("inventory_hostname".into(), h.name().into());
+        all.extend(vars);
+        let content = render(src, &text, &all)?;
+        Ok(h.write_file(&Run::of(&ctx), dest, &content, &o)?)
     }
 
     /// The content of the file at `path`.
@@ -143,7 +229,24 @@ pub mod host_api {
         local_path: &str,
         remote_path: &str,
     ) -> Res<()> {
-        Ok(h.upload(&Run::of(&ctx), local_path, remote_path)?)
+        upload_with(ctx, h, local_path, remote_path, Map::new())
+    }
+
+    /// `upload` with the options of `write_file`: `mode`, `owner`, `group`, `become`, `become_user`.
+    ///
+    /// ```rhai
+    /// h.upload("build/app", "/usr/local/bin/app", #{mode: "0755", become: true});
+    /// ```
+    #[rhai_fn(name = "upload", return_raw)]
+    pub fn upload_with(
+        ctx: NativeCallContext,
+        h: &mut Host,
+        local_path: &str,
+        remote_path: &str,
+        options: Map,
+    ) -> Res<()> {
+        let o = WriteOpts::parse(options, h.name())?;
+        Ok(h.upload(&Run::of(&ctx), local_path, remote_path, &o)?)
     }
 
     /// Copy `remote_path` on the host to the local file `local_path`, streamed and written

@@ -7,6 +7,7 @@ use rhai::{Array, Dynamic, Map};
 
 use crate::error::{Failure, Kind};
 use crate::opts::Opts;
+use crate::prims::privilege::BecomeOpts;
 
 /// A command as the script gave it: a string for the shell, or an argument vector run directly.
 #[derive(Debug, Clone)]
@@ -73,6 +74,20 @@ pub fn quote(arg: &str) -> String {
 /// How much of each output stream a command keeps unless `max_output` says otherwise: 64 MiB.
 pub const DEFAULT_MAX_OUTPUT: usize = 64 << 20;
 
+/// The option keys of `run`.
+pub const RUN_KEYS: &[&str] = &[
+    "check",
+    "timeout",
+    "stdin",
+    "env",
+    "cwd",
+    "become",
+    "become_user",
+    "sudo",
+    "read_only",
+    "max_output",
+];
+
 /// The options of `run`.
 pub struct RunOpts {
     pub check: bool,
@@ -80,7 +95,8 @@ pub struct RunOpts {
     pub stdin: Option<String>,
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
-    pub sudo: bool,
+    /// `become`, `become_user`, `sudo`.
+    pub privilege: BecomeOpts,
     pub read_only: bool,
     /// Show the output live under `-v`: a user's command, not runner's own probes (whose output,
     /// e.g. `docker inspect` JSON with environment values, is nobody's business on a terminal).
@@ -98,7 +114,7 @@ impl Default for RunOpts {
             stdin: None,
             env: Vec::new(),
             cwd: None,
-            sudo: false,
+            privilege: BecomeOpts::default(),
             read_only: false,
             stream: false,
             max_output: DEFAULT_MAX_OUTPUT,
@@ -108,20 +124,7 @@ impl Default for RunOpts {
 
 impl RunOpts {
     pub fn parse(opts: Map, host: &str) -> Result<Self, Failure> {
-        let o = Opts::new(
-            opts,
-            &[
-                "check",
-                "timeout",
-                "stdin",
-                "env",
-                "cwd",
-                "sudo",
-                "read_only",
-                "max_output",
-            ],
-            host,
-        )?;
+        let o = Opts::new(opts, RUN_KEYS, host)?;
         let max_output = match o.int("max_output")? {
             None => DEFAULT_MAX_OUTPUT,
             Some(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
@@ -138,7 +141,7 @@ impl RunOpts {
             stdin: o.string("stdin")?,
             env: o.string_map("env")?,
             cwd: o.string("cwd")?,
-            sudo: o.bool("sudo", false)?,
+            privilege: BecomeOpts::parse(&o)?,
             read_only: o.bool("read_only", false)?,
             stream: true,
             max_output,

@@ -58,15 +58,62 @@ impl Host {
     ) -> Result<Output, Failure> {
         let host = self.name();
         let shown = cmd.display();
+        let sudo = o.privilege.resolve(self.privilege());
+        let sudo = sudo.as_deref();
         let out = run.block_on(host, &format!("`{shown}`"), o.timeout, async {
             match self.transport() {
-                Transport::Local => exec_local(run, host, cmd, o, &input, &sink).await,
-                Transport::Ssh(target) => exec_ssh(run, host, target, cmd, o, &input, &sink).await,
+                Transport::Local => exec_local(run, host, cmd, o, sudo, &input, &sink).await,
+                Transport::Ssh(target) => {
+                    exec_ssh(run, host, target, cmd, o, sudo, &input, &sink).await
+                }
             }
         })?;
+        if let Some(user) = sudo {
+            sudo_refused(host, user, &shown, &out)?;
+        }
         check_output(host, &shown, &out, o.max_output)?;
         Ok(out)
     }
+}
+
+/// sudo's own refusals (a password needed, not allowed, no such user, no sudo), as a `become` failure
+/// saying what to do, rather than the command's failure.
+fn sudo_refused(host: &str, user: &str, shown: &str, out: &Output) -> Result<(), Failure> {
+    if out.code == 0 {
+        return Ok(());
+    }
+    let said = |s: &str| out.stderr.contains(s);
+    let why = if said("a password is required") || said("a terminal is required") {
+        "sudo asks for a password, and runner runs sudo -n, which never prompts: allow the user sudo without a password (NOPASSWD in sudoers), or drop become"
+    } else if said("is not in the sudoers file") || said("is not allowed to") {
+        "the login user may not use sudo for it"
+    } else if said("unknown user") {
+        "no such user"
+    } else if out.code == 127
+        && (said("sudo: not found")
+            || said("sudo: command not found")
+            || said("sudo: No such file"))
+    {
+        "sudo is not installed"
+    } else {
+        return Ok(());
+    };
+    Err(Failure::new(
+        Kind::Become,
+        host,
+        format!(
+            "{host}: cannot run `{shown}` as {user} with sudo: {why} (sudo said: {})",
+            super::command::tail(&out.stderr, 2)
+        ),
+    ))
+}
+
+/// The current user's name on this machine.
+fn local_user() -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
 }
 
 async fn exec_local(
@@ -74,6 +121,7 @@ async fn exec_local(
     host: &str,
     cmd: &Command,
     o: &RunOpts,
+    sudo: Option<&str>,
     input: &Input,
     sink: &Sink,
 ) -> Result<Output, Failure> {
@@ -81,8 +129,16 @@ async fn exec_local(
         Command::Shell(s) => vec!["sh".into(), "-c".into(), s.clone()],
         Command::Argv(a) => a.clone(),
     };
-    if o.sudo {
-        argv.splice(0..0, ["sudo".to_string(), "-n".into(), "--".into()]);
+    // Already that user: no sudo needed (root need not have sudo installed).
+    let sudo = sudo.filter(|u| local_user().as_deref() != Some(*u));
+    if let Some(user) = sudo {
+        // sudo resets the environment: the command's variables go through env(1).
+        let mut prefix: Vec<String> = ["sudo", "-n", "-u", user, "--", "env"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        prefix.extend(o.env.iter().map(|(k, v)| format!("{k}={v}")));
+        argv.splice(0..0, prefix);
     }
     let mut c = tokio::process::Command::new(&argv[0]);
     c.args(&argv[1..])
@@ -174,14 +230,13 @@ fn output(
 }
 
 /// The command line the remote shell runs: options become shell syntax around the quoted command.
-fn remote_line(cmd: &Command, o: &RunOpts) -> String {
+/// With sudo, the directory and the variables are set inside it (sudo resets the environment);
+/// a login user who is already that user runs it without sudo.
+fn remote_line(cmd: &Command, o: &RunOpts, sudo: Option<&str>) -> String {
     let mut line = match cmd {
         Command::Shell(s) => s.clone(),
         Command::Argv(a) => quote_all(a),
     };
-    if o.sudo {
-        line = format!("sudo -n -- sh -c {}", quote(&line));
-    }
     if let Some(dir) = &o.cwd {
         line = format!("cd {} && {line}", quote(dir));
     }
@@ -193,21 +248,31 @@ fn remote_line(cmd: &Command, o: &RunOpts) -> String {
             .collect();
         line = format!("{} {line}", exports.join(" "));
     }
+    if let Some(user) = sudo {
+        let u = quote(user);
+        let inner = quote(&line);
+        line = format!(
+            "if [ \"$(id -un)\" = {u} ]; then sh -c {inner}; else sudo -n -u {u} -- sh -c {inner}; fi"
+        );
+    }
     line
 }
 
+// The command, its options and whom it runs as are one request, passed as they come.
+#[allow(clippy::too_many_arguments)]
 async fn exec_ssh(
     run: &Run,
     host: &str,
     target: &SshTarget,
     cmd: &Command,
     o: &RunOpts,
+    sudo: Option<&str>,
     input: &Input,
     sink: &Sink,
 ) -> Result<Output, Failure> {
     // The login shell reports its pid first: sshd made it a session leader, so its process group
     // is the whole command, which a timeout or Ctrl-C then stops (closing the channel does not).
-    let line = format!("echo {PID_MARK}$$ >&2; {}", remote_line(cmd, o));
+    let line = format!("echo {PID_MARK}$$ >&2; {}", remote_line(cmd, o, sudo));
     let shown = cmd.display();
     // A master that died since the last command (idle timeout, sshd restart) is reopened once.
     let mut reconnected = false;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rhai::Map;
 
 use crate::inventory::Entry;
+use crate::prims::privilege::Become;
 use crate::prims::ssh::SshTarget;
 
 /// A machine commands run on: this one (`local()`), or a remote one over SSH.
@@ -16,6 +17,8 @@ struct HostInner {
     name: String,
     vars: Map,
     transport: Transport,
+    /// Whether its commands and file operations run through `sudo -n` unless a call says.
+    privilege: Become,
 }
 
 /// How commands reach a host.
@@ -35,7 +38,24 @@ impl Host {
             name: name.to_string(),
             vars,
             transport,
+            privilege: Become::default(),
         }))
+    }
+
+    /// The same host, running as another user by default.
+    pub fn with_privilege(self, privilege: Become) -> Self {
+        let inner = &self.0;
+        Host(Arc::new(HostInner {
+            name: inner.name.clone(),
+            vars: inner.vars.clone(),
+            transport: inner.transport.clone(),
+            privilege,
+        }))
+    }
+
+    /// Whether commands run through `sudo -n` unless a call says otherwise.
+    pub fn privilege(&self) -> &Become {
+        &self.0.privilege
     }
 
     /// The name messages and the journal use: the inventory name, or the address as given.
@@ -64,7 +84,7 @@ impl From<&Entry> for Host {
             Some(t) => Transport::Ssh(t.clone()),
             None => Transport::Local,
         };
-        Host::new(&e.name, e.vars.clone(), transport)
+        Host::new(&e.name, e.vars.clone(), transport).with_privilege(e.privilege.clone())
     }
 }
 

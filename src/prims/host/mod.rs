@@ -8,15 +8,22 @@
 //!   pipes, live output, stopping it when abandoned;
 //! - `output.rs`: reading a command's output, bounded by `max_output`;
 //! - `files.rs`: reading, checking and writing files atomically, uploads and downloads;
+//! - `files.rs`: reading, checking and writing files atomically (mode, owner, `become`; unchanged
+//!   files are not rewritten), uploads and downloads; `diff.rs`: the diff a write shows;
+//! - `template.rs`: Jinja templates (`template`, `h.template`);
 //! - `api.rs`: the script functions.
 
 mod api;
 mod command;
+mod diff;
 mod exec;
 mod files;
 mod handle;
 mod output;
+mod template;
 
 pub use api::host_api;
-pub use command::{check_exit, quote, quote_all, Command, Input, Output, RunOpts, Sink};
+pub use command::{check_exit, quote, quote_all, Command, Input, Output, RunOpts, Sink, RUN_KEYS};
+pub use files::{WriteOpts, WRITE_KEYS};
 pub use handle::{Host, Transport};
+pub use template::render;

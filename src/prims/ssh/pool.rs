@@ -155,7 +155,7 @@ impl Pool {
         let limit =
             target.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT) + Duration::from_secs(10);
         let session =
-            match tokio::time::timeout(limit, target.builder(&dir).connect_mux(&target.address))
+            match tokio::time::timeout(limit, target.builder(&dir)?.connect_mux(&target.address))
                 .await
             {
                 Ok(r) => r.map_err(|e| connect_failure(name, target, &e))?,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use openssh::{ControlPersist, KnownHosts, SessionBuilder};
 use rhai::{Array, Map};
 
-use crate::error::Failure;
+use crate::error::{Failure, Kind};
 use crate::opts::Opts;
 
 /// How long the TCP connect and the SSH banner may take, unless `connect_timeout` says otherwise.
@@ -21,6 +21,9 @@ pub const OPTIONS: &[&str] = &[
     "known_hosts_file",
     "connect_timeout",
     "jump",
+    "ssh_args",
+    "ssh_options",
+    "ssh_config",
 ];
 
 /// How the server's host key is checked.
@@ -57,6 +60,10 @@ pub struct SshTarget {
     pub known_hosts_file: Option<PathBuf>,
     pub connect_timeout: Option<Duration>,
     pub jump: Vec<String>,
+    /// The user's ssh_config file (`ssh -F`) instead of ~/.ssh/config.
+    pub ssh_config: Option<PathBuf>,
+    /// Other ssh_config options, (keyword, value) in order: `ssh_options`, and `-o` of `ssh_args`.
+    pub ssh_options: Vec<(String, String)>,
 }
 
 impl SshTarget {
@@ -108,6 +115,34 @@ impl SshTarget {
     /// Apply connection options (`OPTIONS`); an unknown key is an error naming `spec`.
     fn apply(&mut self, options: Map, spec: &str) -> Result<(), Failure> {
         let o = Opts::new(options, OPTIONS, spec)?;
+        // Command-line options fill what the address leaves open; the named options below win
+        // over both.
+        if let Some(args) = o.string("ssh_args")? {
+            let a = crate::prims::ssh_config::SshArgs::parse(&args)
+                .map_err(|e| Failure::usage(spec, format!("{spec}: ssh_args: {e}")))?;
+            self.user = self.user.take().or(a.user);
+            self.port = self.port.or(a.port);
+            self.key = self.key.take().or(a.key.map(PathBuf::from));
+            if let Some(k) = a.known_hosts {
+                self.known_hosts = HostKeyCheck::parse(k, spec)?;
+            }
+            self.known_hosts_file = self
+                .known_hosts_file
+                .take()
+                .or(a.known_hosts_file.map(PathBuf::from));
+            self.connect_timeout = self
+                .connect_timeout
+                .or(a.connect_timeout.map(Duration::from_secs_f64));
+            self.ssh_config = self.ssh_config.take().or(a.config.map(PathBuf::from));
+            self.jump.extend(a.jump);
+            self.ssh_options.extend(a.options);
+        }
+        for (k, v) in o.string_map("ssh_options")? {
+            self.ssh_options.push((k, v));
+        }
+        if let Some(c) = o.string("ssh_config")? {
+            self.ssh_config = Some(PathBuf::from(c));
+        }
 
         if let Some(u) = o.string("user")? {
             self.user = Some(u);
@@ -189,7 +224,10 @@ impl SshTarget {
         s
     }
 
-    pub(super) fn builder(&self, control_dir: &std::path::Path) -> SessionBuilder {
+    /// The session builder of this target. A connection with jump hosts, ssh options or an
+    /// ssh_config file gets an ssh_config of its own in `control_dir` (see `ssh_config`), so that
+    /// every hop gets the key, the host key checking and the options.
+    pub(super) fn builder(&self, control_dir: &std::path::Path) -> Result<SessionBuilder, Failure> {
         let mut b = SessionBuilder::default();
         b.control_directory(control_dir)
             // A safety net if runner is killed outright: an idle master exits by itself.
@@ -222,7 +260,45 @@ impl SshTarget {
         if !self.jump.is_empty() {
             b.jump_hosts(&self.jump);
         }
-        b
+        if !self.jump.is_empty() || !self.ssh_options.is_empty() || self.ssh_config.is_some() {
+            let key = self.key.as_deref().map(expand_home);
+            let known_hosts_file = match self.known_hosts {
+                HostKeyCheck::Off => Some(PathBuf::from("/dev/null")),
+                _ => self.known_hosts_file.as_deref().map(expand_home),
+            };
+            let config = self.ssh_config.as_deref().map(expand_home);
+            let hops = crate::prims::ssh_config::Hops {
+                strict: match self.known_hosts {
+                    HostKeyCheck::Strict => "yes",
+                    HostKeyCheck::AcceptNew => "accept-new",
+                    HostKeyCheck::Off => "no",
+                },
+                known_hosts_file: known_hosts_file.as_deref(),
+                key: key.as_deref(),
+                options: &self.ssh_options,
+                config: config.as_deref(),
+            };
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            format!("{self:?}").hash(&mut h);
+            let file = crate::prims::ssh_config::write(
+                control_dir,
+                &format!("config-{:x}", h.finish()),
+                &hops,
+            )
+            .map_err(|e| {
+                Failure::new(
+                    Kind::Ssh,
+                    &self.address,
+                    format!(
+                        "{}: cannot write the ssh_config of the connection: {e}",
+                        self.display()
+                    ),
+                )
+            })?;
+            b.config_file(file);
+        }
+        Ok(b)
     }
 }
 
