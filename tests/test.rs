@@ -6,6 +6,7 @@ mod cli;
 mod docker;
 mod flow;
 mod haproxy;
+mod haproxy_reload;
 mod host;
 mod http;
 mod layout;
