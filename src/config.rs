@@ -29,4 +29,6 @@ pub struct Config {
     pub resume: Option<PathBuf>,
     /// `--force`: resume a journal of another script (or of this one before it changed).
     pub force: bool,
+    /// `--lock NAME`: the whole run holds this lock (on this machine), taken before the script runs.
+    pub lock: Option<String>,
 }

@@ -10,6 +10,7 @@ mod haproxy_reload;
 mod host;
 mod http;
 mod layout;
+mod lock;
 mod nginx;
 mod process;
 mod scenario;
