@@ -61,14 +61,17 @@ sleep 2
 echo "== runner play scripts/rolling-upgrade.rhai (v1 -> v2)"
 status=0
 "$RUNNER" play scripts/rolling-upgrade.rhai --yes --journal "$demo/journal.jsonl" \
-    -p socket="$demo/admin.sock" -p root="$demo" -p version=v2 -p settle=1 || status=$?
+    --watch "http://127.0.0.1:$front/" --max-errors 0 \
+    -p socket="$demo/admin.sock" -p root="$demo" -p version=v2 -p settle=1 2> >(tee "$demo/upgrade.err" >&2) \
+    || status=$?
 sleep 1
 touch "$demo/stop"
 load_status=0
 wait "$load_pid" || load_status=$?
 
-echo "== load generator during the runner upgrade"
+echo "== during the runner upgrade: the load generator, and runner's own traffic guard (--watch)"
 cat "$demo/load.out"
+grep -A4 "traffic guard (" "$demo/upgrade.err" | sed 's/^[0-9:]* //' || true
 
 echo "== for contrast: the same load while each backend is restarted without being taken out first"
 echo "   (what a bare 'ssh \$i docker restart' loop does)"
@@ -90,10 +93,8 @@ wait "$naive_pid" || true
 grep "^load:" "$demo/naive.out"
 echo "== versions served now (v3 from the contrast run)"
 for _ in 1 2 3; do curl -s "http://127.0.0.1:$front/"; done
-echo "== journal ($demo/journal.jsonl)"
-python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    e = json.loads(l); print(e["time"][11:23], e["target"].ljust(22), e["action"], "->", e["outcome"])' "$demo/journal.jsonl"
+echo "== runner journal $demo/journal.jsonl"
+"$RUNNER" journal "$demo/journal.jsonl"
 if [ "$status" -ne 0 ] || [ "$load_status" -ne 0 ]; then
     echo "demo FAILED: upgrade exit $status, load exit $load_status" >&2
     exit 1

@@ -1,6 +1,6 @@
 //! The command line: clap types, turned into a validated [`Config`], dispatched to the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use rhai::{Dynamic, Map};
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::Error;
 use crate::inventory::Inventory;
+use crate::libs::{commands, Libs, Project};
 use crate::report::Output;
 use crate::Runner;
 
@@ -107,7 +108,76 @@ enum Command {
         /// Write a Markdown reference page.
         #[arg(long)]
         markdown: bool,
+        /// Write .d.rhai definition files for editors (runner's functions, the standard library,
+        /// the project's libraries) into DIR.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["module", "markdown"])]
+        definitions: Option<PathBuf>,
     },
+    /// Libraries shared through git: runner.toml declares them, runner.lock pins them
+    ///
+    /// `runner lib` is the only command that fetches: into a user-wide cache
+    /// ($XDG_CACHE_HOME/runner/git/), checked out into the project's .runner/lib/NAME.
+    /// `import "NAME/module"` loads module.rhai of the library NAME.
+    Lib {
+        #[command(subcommand)]
+        command: LibCommand,
+    },
+    /// Start a playbook or a library from a skeleton that runs and passes `runner check`.
+    New {
+        #[command(subcommand)]
+        what: NewCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LibCommand {
+    /// Add a library: fetch it, check it out, record it in runner.toml and runner.lock
+    ///
+    /// runner.toml is the first one in this folder or above; without one, it is created here.
+    Add {
+        /// Any URL git takes (https://, ssh, file://, a path), then @ and a tag, branch or commit
+        /// (default: the default branch).
+        #[arg(value_name = "URL[@REF]")]
+        source: String,
+        /// The name scripts import it under (default: its runner-lib.toml's, or the URL's last part).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the libraries: source, locked commit, and whether the files are what runner.lock pins.
+    List,
+    /// Fetch and lock again what runner.toml asks for (every library, or NAME; NAME@REF moves it to REF).
+    Update {
+        #[arg(value_name = "NAME[@REF]")]
+        name: Option<String>,
+        /// Overwrite a library edited by hand.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check out exactly what runner.lock pins (for a fresh clone, or CI); fetches only what the
+    /// cache lacks.
+    Install {
+        /// Refuse, and change nothing, if runner.lock does not match runner.toml (implied by CI=true).
+        #[arg(long)]
+        frozen: bool,
+        /// Overwrite a library edited by hand.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a library from runner.toml and runner.lock, and delete its checkout.
+    Remove {
+        name: String,
+        /// Delete it even if it was edited by hand.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NewCommand {
+    /// A playbook folder: NAME/NAME.rhai with params, runner.toml, an inventory example, a README.
+    Playbook { name: String },
+    /// A library folder: a module, runner-lib.toml, a test playbook, a README.
+    Lib { name: String },
 }
 
 #[derive(Args, Debug)]
@@ -118,10 +188,12 @@ struct RunArgs {
     /// A TOML file of parameters (`--param` wins over it).
     #[arg(long = "params", value_name = "FILE.toml")]
     params_file: Option<PathBuf>,
-    /// A folder searched by `import` (repeatable; after the script's own folder, before RUNNER_PATH).
+    /// A folder searched by `import` (repeatable; after the script's own folder, before runner.toml's
+    /// and RUNNER_PATH).
     #[arg(long, value_name = "DIR")]
     lib: Vec<PathBuf>,
-    /// The inventory for hosts(group): TOML, or an Ansible YAML inventory.
+    /// The inventory for hosts(group): TOML, or an Ansible YAML inventory (default: runner.toml's
+    /// [defaults] inventory).
     #[arg(short = 'i', long = "inventory", value_name = "FILE")]
     inventory: Option<PathBuf>,
     /// Narrow hosts(group): names, groups, globs (`web*`), comma lists, `!exclusions`.
@@ -146,6 +218,12 @@ struct RunArgs {
     /// one fail at once, naming it.
     #[arg(long, value_name = "NAME")]
     lock: Option<String>,
+    /// Watch these URLs while the play runs (the traffic guard): requests, failures, latency.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    watch: Vec<String>,
+    /// The guard's error budget: failed requests (N) or a rate (1%); over it, the play stops.
+    #[arg(long, value_name = "N|P%", requires = "watch")]
+    max_errors: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Human)]
     output: Output,
@@ -155,6 +233,9 @@ struct RunArgs {
     /// Less output: errors, warnings and print() only.
     #[arg(short, long, action = clap::ArgAction::Count)]
     quiet: u8,
+    /// Refuse a runner.lock that `runner lib update` would change (implied by CI=true).
+    #[arg(long)]
+    frozen: bool,
 }
 
 impl RunArgs {
@@ -183,7 +264,7 @@ impl RunArgs {
             dry_run: self.dry_run,
             yes: self.yes,
             params,
-            libs: lib_path(self.lib),
+            libs: Libs::folders(lib_path(self.lib)),
             journal: self.journal,
             output: self.output,
             verbosity: self.verbose as i8 - self.quiet as i8,
@@ -197,6 +278,14 @@ impl RunArgs {
             resume: self.resume,
             force: self.force,
             lock: self.lock,
+            watch: self.watch,
+            max_errors: self
+                .max_errors
+                .map(|m| {
+                    crate::prims::watch::Budget::parse(&m)
+                        .map_err(|e| Error::Usage(format!("--max-errors: {e}")))
+                })
+                .transpose()?,
         })
     }
 }
@@ -240,13 +329,14 @@ pub fn main() -> i32 {
 
 fn dispatch(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Play { script, run } => Runner::new(run.into_config()?)?.play(&script),
-        Command::Eval { code, run } => Runner::new(run.into_config()?)?.eval(&code),
-        Command::Check { scripts, lib } => Runner::new(Config {
-            libs: lib_path(lib),
-            ..Config::default()
-        })?
-        .check_all(&scripts),
+        Command::Play { script, run } => {
+            let config = project_config(run, &folder_of(&script))?;
+            Runner::new(config)?.play(&script)
+        }
+        Command::Eval { code, run } => {
+            Runner::new(project_config(run, Path::new("."))?)?.eval(&code)
+        }
+        Command::Check { scripts, lib } => check(&scripts, lib),
         Command::Hosts {
             inventory,
             limit,
@@ -295,7 +385,15 @@ fn dispatch(cli: Cli) -> Result<(), Error> {
             })?
             .unlock(&name, host.as_deref())
         }
-        Command::Doc { module, markdown } => {
+        Command::Doc {
+            definitions: Some(dir),
+            ..
+        } => definitions(&dir),
+        Command::Lib { command } => lib(command),
+        Command::New { what } => new(what),
+        Command::Doc {
+            module, markdown, ..
+        } => {
             print!(
                 "{}",
                 crate::doc::render(module.as_deref(), markdown)
@@ -304,4 +402,136 @@ fn dispatch(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// The folder of a script, for finding its runner.toml.
+fn folder_of(script: &Path) -> PathBuf {
+    match script.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `CI=true`: a CI run, where a lock that does not match runner.toml is an error (as `--frozen`).
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The project of `start` (runner.toml in it or above), if any.
+fn project_of(start: &Path) -> Result<Option<Project>, Error> {
+    Project::find(start).map_err(Error::Usage)
+}
+
+/// The config of `runner play` / `runner eval` run from `start`: runner.toml's defaults under the
+/// flags (`-i`, `--lib` and `--param` win), and its libraries, checked against runner.lock.
+fn project_config(mut run: RunArgs, start: &Path) -> Result<Config, Error> {
+    let frozen = run.frozen || ci();
+    let Some(project) = project_of(start)? else {
+        return run.into_config();
+    };
+    let defaults = &project.manifest.defaults;
+    if run.inventory.is_none() {
+        run.inventory = defaults.inventory.as_ref().map(|p| project.dir.join(p));
+    }
+    run.lib
+        .extend(defaults.lib.iter().map(|p| project.dir.join(p)));
+    let mut config = run.into_config()?;
+    for (k, v) in &defaults.params {
+        config
+            .params
+            .entry(k.as_str().into())
+            .or_insert_with(|| toml_to_dynamic(v.clone()));
+    }
+    let (installed, warnings) = project.libraries(frozen).map_err(Error::Usage)?;
+    config.libs.installed = installed;
+    let report = crate::report::Reporter::new(config.output, config.verbosity);
+    for w in warnings {
+        report.warn(&w);
+    }
+    Ok(config)
+}
+
+/// `runner check`: the scripts of each project checked with its libraries and `[defaults] lib`.
+fn check(scripts: &[PathBuf], lib: Vec<PathBuf>) -> Result<(), Error> {
+    let mut groups: Vec<(Option<PathBuf>, Vec<PathBuf>)> = Vec::new();
+    for s in scripts {
+        let dir = project_of(&folder_of(s))?.map(|p| p.dir);
+        match groups.iter_mut().find(|(d, _)| *d == dir) {
+            Some((_, g)) => g.push(s.clone()),
+            None => groups.push((dir, vec![s.clone()])),
+        }
+    }
+    let mut result = Ok(());
+    for (dir, group) in groups {
+        let mut folders = lib.clone();
+        let mut installed = Vec::new();
+        if let Some(project) = dir
+            .map(|d| Project::load(&d))
+            .transpose()
+            .map_err(Error::Usage)?
+        {
+            folders.extend(
+                project
+                    .manifest
+                    .defaults
+                    .lib
+                    .iter()
+                    .map(|p| project.dir.join(p)),
+            );
+            installed = project.libraries(ci()).map_err(Error::Usage)?.0;
+        }
+        let config = Config {
+            libs: Libs {
+                folders: lib_path(folders),
+                installed,
+            },
+            ..Config::default()
+        };
+        if let Err(e) = Runner::new(config)?.check_all(&group) {
+            result = Err(e);
+        }
+    }
+    result
+}
+
+/// `runner lib ...`.
+fn lib(command: LibCommand) -> Result<(), Error> {
+    let cwd = Path::new(".");
+    let lines = match command {
+        LibCommand::Add { source, name } => commands::add(cwd, &source, name.as_deref()),
+        LibCommand::List => commands::list(cwd),
+        LibCommand::Update { name, force } => commands::update(cwd, name.as_deref(), force),
+        LibCommand::Install { frozen, force } => commands::install(cwd, frozen || ci(), force),
+        LibCommand::Remove { name, force } => commands::remove(cwd, &name, force),
+    }
+    .map_err(Error::Usage)?;
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `runner new playbook NAME` / `runner new lib NAME`.
+fn new(what: NewCommand) -> Result<(), Error> {
+    let lines = match what {
+        NewCommand::Playbook { name } => crate::skeleton::playbook(Path::new("."), &name),
+        NewCommand::Lib { name } => crate::skeleton::library(Path::new("."), &name),
+    }
+    .map_err(Error::Usage)?;
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `runner doc --definitions DIR`: runner's functions, the standard library and the libraries of
+/// the project of this folder.
+fn definitions(dir: &Path) -> Result<(), Error> {
+    let libs = project_of(Path::new("."))?
+        .map(|p| p.present())
+        .unwrap_or_default();
+    for file in crate::doc::write_definitions(dir, &libs)? {
+        println!("{}", file.display());
+    }
+    Ok(())
 }

@@ -15,8 +15,9 @@ pub struct Config {
     pub yes: bool,
     /// `--param` and `--params`: values for `param(name)`.
     pub params: Map,
-    /// `--lib` folders, then `RUNNER_PATH`, searched by `import`.
-    pub libs: Vec<PathBuf>,
+    /// What `import` searches besides the script's folder: `--lib` folders, runner.toml's
+    /// `[defaults] lib`, `RUNNER_PATH`, and the project's libraries (`import "NAME/module"`).
+    pub libs: crate::libs::Libs,
     /// `--journal FILE`; None: a new file under `$XDG_STATE_HOME/runner/runs/`.
     pub journal: Option<PathBuf>,
     pub output: crate::report::Output,
@@ -31,4 +32,55 @@ pub struct Config {
     pub force: bool,
     /// `--lock NAME`: the whole run holds this lock (on this machine), taken before the script runs.
     pub lock: Option<String>,
+    /// `--watch URL,...`: traffic guards for the whole play.
+    pub watch: Vec<String>,
+    /// `--max-errors N|P%`: the error budget of the `--watch` guards.
+    pub max_errors: Option<Budget>,
+}
+
+/// How many failed requests a guard tolerates before it stops the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Budget {
+    /// No limit: the guard only measures.
+    None,
+    /// More than this many failures stops the run.
+    Count(u64),
+    /// More than this fraction of the requests (at least one failure) stops the run.
+    Rate(f64),
+}
+
+impl Budget {
+    /// `3`, or `"1%"`, as `--max-errors` and `max_errors` take it.
+    pub fn parse(s: &str) -> Result<Budget, String> {
+        let s = s.trim();
+        match s.strip_suffix('%') {
+            Some(p) => p
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .map(|p| Budget::Rate(p / 100.0))
+                .ok_or_else(|| format!("the error budget {s:?} is not a percentage from 0% to 100%")),
+            None => s
+                .parse::<u64>()
+                .map(Budget::Count)
+                .map_err(|_| format!("the error budget {s:?} is not a number of failed requests or a percentage such as \"1%\"")),
+        }
+    }
+
+    pub fn exceeded(self, failed: u64, requests: u64) -> bool {
+        match self {
+            Budget::None => false,
+            Budget::Count(n) => failed > n,
+            Budget::Rate(r) => failed > ((r * requests as f64).floor() as u64).max(1),
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            Budget::None => "none".into(),
+            Budget::Count(n) => format!("{n} failed request(s)"),
+            Budget::Rate(r) => format!("{}% of the requests", r * 100.0),
+        }
+    }
 }

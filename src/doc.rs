@@ -1,9 +1,12 @@
 //! `runner doc`: every function a script can call, with its signature and doc comment, generated from
 //! the primitives' `///` comments and the standard library's script functions.
 
+use std::path::{Path, PathBuf};
+
 use crate::catalogue::{self, Function, Origin};
 use crate::error::{Error, Kind};
-use crate::resolver::STDLIB;
+use crate::libs::Installed;
+use crate::resolver::{stdlib_source_name, STDLIB};
 
 /// The reference for `module` (a primitive domain, a stdlib module, or `errors`), or for everything.
 pub fn render(module: Option<&str>, markdown: bool) -> Result<String, Error> {
@@ -99,4 +102,105 @@ fn push_indented(out: &mut String, text: &str) {
     for line in text.lines() {
         out.push_str(&format!("      {line}\n").replace("      \n", "\n"));
     }
+}
+
+/// `runner doc --definitions DIR`: definition files (`.d.rhai`) for editors. `__static__.d.rhai`,
+/// `__builtin__.d.rhai` and `__builtin-operators__.d.rhai` are rhai's own `Engine::definitions()` of
+/// an engine with every primitive: runner's functions and methods with their doc comments, and
+/// Rhai's built-ins. Each standard library module is a module of its own (`rolling.d.rhai`:
+/// `module rolling;`), and each library of the project one with a module per file (`web.d.rhai`:
+/// `module web;` holding `module rolling { ... }` for `web/rolling`). Returns the files written.
+pub fn write_definitions(dir: &Path, libs: &[Installed]) -> Result<Vec<PathBuf>, Error> {
+    let mut engine = rhai::Engine::new();
+    crate::prims::register_types(&mut engine);
+    for (_, module) in crate::prims::modules() {
+        engine.register_global_module(module.into());
+    }
+    let mut files: Vec<(String, String)> = engine
+        .definitions()
+        .iter_files()
+        .map(|(file, text)| (file, unwrap_results(&text)))
+        .collect();
+    engine.set_max_expr_depths(256, 256);
+    for (name, text) in STDLIB {
+        let body = script_definitions(&engine, text, &stdlib_source_name(name));
+        files.push((
+            format!("{name}.d.rhai"),
+            format!("module {name};\n\n{body}"),
+        ));
+    }
+    for lib in libs {
+        let mut out = format!("module {};\n", identifier(&lib.name));
+        for module in lib.modules() {
+            let path = lib.dir.join(format!("{module}.rhai"));
+            let body = match std::fs::read_to_string(&path) {
+                Ok(text) => script_definitions(&engine, &text, &path.display().to_string()),
+                Err(e) => format!("// cannot read {}: {e}\n", path.display()),
+            };
+            out.push_str(&format!(
+                "\n/// `import \"{}/{module}\"`\nmodule {} {{\n{body}}}\n",
+                lib.name,
+                identifier(&module)
+            ));
+        }
+        files.push((format!("{}.d.rhai", lib.name), out));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Usage(format!("cannot create {}: {e}", dir.display())))?;
+    let mut written = Vec::new();
+    for (file, text) in files {
+        let path = dir.join(file);
+        std::fs::write(&path, text)
+            .map_err(|e| Error::Usage(format!("cannot write {}: {e}", path.display())))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The public functions of a script module, in the definition syntax rhai writes for native ones:
+/// its doc comments, then `fn name(param: ?, ...) -> ?;` (scripts declare no types).
+fn script_definitions(engine: &rhai::Engine, text: &str, source: &str) -> String {
+    let ast = match engine.compile(text) {
+        Ok(ast) => ast,
+        Err(e) => return format!("// {source} does not compile: {e}\n"),
+    };
+    let mut functions: Vec<_> = ast
+        .iter_functions()
+        .filter(|f| f.access != rhai::FnAccess::Private && !f.name.starts_with("anon$"))
+        .collect();
+    functions.sort_by_key(|f| (f.name, f.params.len()));
+    let mut out = String::new();
+    for f in functions {
+        for comment in &f.comments {
+            out.push_str(comment);
+            out.push('\n');
+        }
+        let params: Vec<String> = f.params.iter().map(|p| format!("{p}: ?")).collect();
+        out.push_str(&format!("fn {}({}) -> ?;\n\n", f.name, params.join(", ")));
+    }
+    out
+}
+
+/// `fn f() -> Res<Map >;` as `fn f() -> Map;`: rhai unwraps its own `RhaiResultOf<T>` in
+/// definitions, not runner's alias `Res<T>` for it, and a script sees the `T`.
+fn unwrap_results(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match (line.split_once("-> Res<"), line.strip_suffix(">;")) {
+            (Some((head, _)), Some(body)) => {
+                let ty = body[head.len() + "-> Res<".len()..].trim();
+                out.push_str(&format!("{head}-> {ty};"));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A library or module name as a definition file's module name (`web-lib` -> `web_lib`).
+fn identifier(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }

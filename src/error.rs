@@ -73,6 +73,7 @@ kinds! {
     Script = "script": "an error thrown by a script closure inside a primitive",
     Parallel = "parallel": "items of `parallel` failed; the message names each one",
     Confirm = "confirm": "`confirm` could not ask: no terminal and no `--yes`",
+    Refused = "refused": "`confirm` was answered no: the run stops there",
     Io = "io": "reading or writing a file, socket or pipe failed",
     Journal = "journal": "the run journal could not be written (the run stops: no change goes unrecorded)",
     Internal = "internal": "a bug in runner (please report it)",

@@ -19,10 +19,12 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
+
+use crate::secrets::Secrets;
 
 /// runner's state folder: `$XDG_STATE_HOME/runner` (`~/.local/state/runner`).
 pub fn state_dir() -> PathBuf {
@@ -45,6 +47,8 @@ pub fn now() -> String {
 
 pub struct Journal {
     path: PathBuf,
+    /// Masked as `***` in every record written.
+    secrets: Arc<Secrets>,
     file: Mutex<Option<File>>,
     /// The `run_start` record, written before the first other record (and kept: see `header`).
     header: Mutex<Option<Value>>,
@@ -53,7 +57,7 @@ pub struct Journal {
 
 impl Journal {
     /// `explicit` from `--journal`; otherwise `runs_dir()/<time>-<script>-<pid>.jsonl`.
-    pub fn new(explicit: Option<PathBuf>, script_name: &str) -> Self {
+    pub fn new(explicit: Option<PathBuf>, script_name: &str, secrets: Arc<Secrets>) -> Self {
         let path = explicit.unwrap_or_else(|| {
             let stamp = now().replace(':', "");
             let stem = std::path::Path::new(script_name)
@@ -67,6 +71,7 @@ impl Journal {
         });
         Journal {
             path,
+            secrets,
             file: Mutex::new(None),
             header: Mutex::default(),
             next_id: AtomicU64::new(1),
@@ -116,13 +121,14 @@ impl Journal {
                 .mode(0o600)
                 .open(&self.path)?;
             if let Some(header) = self.header.lock().unwrap().clone() {
-                writeln!(f, "{}", with_type("run_start", header))?;
+                let header = with_type("run_start", header).to_string();
+                writeln!(f, "{}", self.secrets.mask(&header))?;
             }
             *guard = Some(f);
         }
         let line = with_type(kind, fields);
         let f = guard.as_mut().unwrap();
-        writeln!(f, "{line}")?;
+        writeln!(f, "{}", self.secrets.mask(&line.to_string()))?;
         f.flush()?;
         Ok(line)
     }

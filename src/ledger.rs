@@ -242,6 +242,11 @@ impl Ledger {
         }
     }
 
+    /// Whether `key` is out of its normal state now.
+    pub fn is_out(&self, key: &str) -> bool {
+        self.left.contains_key(key)
+    }
+
     /// What is out of its normal state now, oldest first.
     pub fn left(&self) -> Vec<Left> {
         let mut v: Vec<Left> = self.left.values().cloned().collect();

@@ -3,17 +3,20 @@
 //! - a TTY gets a spinner for the current step and a line when it finishes;
 //! - anything else (CI logs, pipes) gets plain timestamped lines;
 //! - `--output json` gets one JSON object per line on stdout.
+//!
+//! Rendered errors (file:line:col, the source line, a caret) come from `render.rs`.
+
+pub use crate::render::{render_error, render_parse_error};
 
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use rhai::{EvalAltResult, Position};
 use serde_json::{json, Value};
 
-use crate::error::{error_message, fmt_secs};
-use crate::resolver::Sources;
+use crate::error::fmt_secs;
+use crate::secrets::Secrets;
 
 /// How events are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -32,6 +35,8 @@ pub struct Reporter {
     verbosity: i8,
     tty: bool,
     state: Mutex<Steps>,
+    /// Masked as `***` in every byte written.
+    secrets: Arc<Secrets>,
 }
 
 #[derive(Default)]
@@ -46,16 +51,95 @@ struct Step {
     started: Instant,
     /// Opened by `step(msg, || ...)`: it ends when its closure returns, not at the next step.
     scoped: bool,
+    /// Items worked on concurrently, for a `parallel` step.
+    progress: Option<Progress>,
+}
+
+impl Step {
+    /// `✓ msg (1.2s)`, or `✗ ...` when it failed; a `parallel` step with its counts.
+    fn ended(&self, ok: bool, elapsed: f64) -> String {
+        let mark = if ok { "✓" } else { "✗" };
+        match &self.progress {
+            Some(p) => format!(
+                "{mark} {} {} ({})",
+                self.msg,
+                p.describe(),
+                fmt_elapsed(elapsed)
+            ),
+            None => format!("{mark} {} ({})", self.msg, fmt_elapsed(elapsed)),
+        }
+    }
+}
+
+/// How far a `parallel` step is.
+#[derive(Clone, Default)]
+struct Progress {
+    done: usize,
+    failed: usize,
+    total: usize,
+    in_flight: Vec<String>,
+    /// When a plain line (off a TTY) last said so.
+    last_line: Option<Instant>,
+}
+
+impl Progress {
+    /// `3/10` with the failures and the items in flight: `3/10, 1 failed (web4, web5)`.
+    fn describe(&self) -> String {
+        let mut s = format!("{}/{}", self.done, self.total);
+        if self.failed > 0 {
+            s.push_str(&format!(", {} failed", self.failed));
+        }
+        if !self.in_flight.is_empty() {
+            let shown: Vec<&str> = self.in_flight.iter().take(5).map(String::as_str).collect();
+            let more = self.in_flight.len().saturating_sub(5);
+            s.push_str(&format!(" ({}", shown.join(", ")));
+            if more > 0 {
+                s.push_str(&format!(" +{more}"));
+            }
+            s.push(')');
+        }
+        s
+    }
+
+    /// Off a TTY, a line at most every second, and the last one.
+    fn line_due(&mut self) -> bool {
+        let due = self.done == self.total
+            || self
+                .last_line
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if due {
+            self.last_line = Some(Instant::now());
+        }
+        due
+    }
+}
+
+/// The steps of one `parallel` item, on its own thread: reported as lines labelled with the item.
+struct Lane {
+    label: String,
+    /// The depth of the steps around the `parallel` call.
+    base: usize,
+    open: Vec<Step>,
+}
+
+thread_local! {
+    static LANE: std::cell::RefCell<Option<Lane>> = const { std::cell::RefCell::new(None) };
 }
 
 impl Reporter {
     pub fn new(output: Output, verbosity: i8) -> Self {
+        Reporter::with_secrets(output, verbosity, Arc::default())
+    }
+
+    /// A reporter that masks the run's `secrets` in everything it writes.
+    pub fn with_secrets(output: Output, verbosity: i8, secrets: Arc<Secrets>) -> Self {
         let tty = output == Output::Human && std::io::stderr().is_terminal();
         Reporter {
             output,
             verbosity,
             tty,
             state: Mutex::new(Steps::default()),
+            secrets,
         }
     }
 
@@ -66,20 +150,120 @@ impl Reporter {
     /// Start a step (about `target`, if given); the previous unscoped step at the same depth
     /// finishes.
     pub fn step(&self, msg: &str, target: Option<&str>) {
-        self.open_step(msg, target, false);
+        self.open_step(msg, target, false, None);
     }
 
     /// Start a step that holds nested steps until `end_scoped_step`.
     pub fn begin_scoped_step(&self, msg: &str, target: Option<&str>) {
-        self.open_step(msg, target, true);
+        self.open_step(msg, target, true, None);
     }
 
-    /// Finish the innermost scoped step (and any unscoped step nested in it).
+    /// Start a scoped step over `total` items worked on concurrently (`parallel`): it shows how
+    /// many are done and which are in flight; `progress` reports each item.
+    pub fn begin_progress(&self, msg: &str, total: usize) {
+        let p = Progress {
+            total,
+            ..Progress::default()
+        };
+        self.open_step(msg, None, true, Some(p));
+    }
+
+    /// An item of the innermost `begin_progress` step started (`ok` None) or finished.
+    pub fn progress(&self, item: &str, ok: Option<bool>) {
+        let mut st = self.state.lock().unwrap();
+        let Some(step) = st.open.iter_mut().rev().find(|s| s.progress.is_some()) else {
+            return;
+        };
+        let p = step.progress.as_mut().unwrap();
+        match ok {
+            None => p.in_flight.push(item.to_string()),
+            Some(ok) => {
+                if let Some(i) = p.in_flight.iter().position(|x| x == item) {
+                    p.in_flight.remove(i);
+                }
+                p.done += 1;
+                if !ok {
+                    p.failed += 1;
+                }
+            }
+        }
+        let (msg, line_due) = (step.msg.clone(), ok.is_some() && p.line_due());
+        let p = p.clone();
+        match self.output {
+            Output::Json if ok.is_some() => self.event(json!({
+                "event": "progress", "msg": msg, "done": p.done, "failed": p.failed,
+                "total": p.total, "in_flight": p.in_flight,
+            })),
+            Output::Json => {}
+            Output::Human if self.verbosity < 0 => {}
+            Output::Human if self.tty => self.show_path(&st),
+            Output::Human if line_due => {
+                let depth = st.open.len();
+                drop(st);
+                self.line(&format!("{}  {msg}: {}", indent(depth - 1), p.describe()));
+            }
+            Output::Human => {}
+        }
+    }
+
+    /// Report the steps a `parallel` item's closure opens as its own lines, labelled `label`,
+    /// beside the other items' (they would otherwise nest into each other).
+    pub fn in_lane<T, E>(&self, label: &str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let base = self.state.lock().unwrap().open.len();
+        LANE.with(|l| {
+            *l.borrow_mut() = Some(Lane {
+                label: label.to_string(),
+                base,
+                open: Vec::new(),
+            })
+        });
+        let r = f();
+        // The item's last steps end with it.
+        while LANE.with(|l| {
+            l.borrow()
+                .as_ref()
+                .is_some_and(|lane| !lane.open.is_empty())
+        }) {
+            self.close_lane_top(r.is_ok());
+        }
+        LANE.with(|l| l.borrow_mut().take());
+        r
+    }
+
+    /// The step running now, as the traffic guard keeps its figures: the innermost step about a
+    /// target (a server of a rolling upgrade, whose phases are its own steps), else the innermost
+    /// step; "" outside any step.
+    pub fn current_step(&self) -> String {
+        let st = self.state.lock().unwrap();
+        st.open
+            .iter()
+            .rev()
+            .find(|s| s.target.is_some())
+            .or(st.open.last())
+            .map(|s| s.msg.clone())
+            .unwrap_or_default()
+    }
+
+    /// Finish the innermost scoped step and the unscoped steps nested in it: marked failed (✗) when
+    /// `ok` is false, the step that was running when it failed included.
     pub fn end_scoped_step(&self, ok: bool) {
+        if self.in_a_lane() {
+            while let Some(scoped) = LANE.with(|l| {
+                l.borrow()
+                    .as_ref()
+                    .and_then(|lane| lane.open.last().map(|s| s.scoped))
+            }) {
+                self.close_lane_top(ok);
+                if scoped {
+                    break;
+                }
+            }
+            return;
+        }
         let mut st = self.state.lock().unwrap();
         while let Some(top) = st.open.last() {
             let scoped = top.scoped;
-            self.close_top(&mut st, ok || !scoped);
+            st = self.close_top(st, ok);
             if scoped {
                 break;
             }
@@ -90,22 +274,32 @@ impl Reporter {
     pub fn finish_steps(&self, ok: bool) {
         let mut st = self.state.lock().unwrap();
         while !st.open.is_empty() {
-            self.close_top(&mut st, ok);
+            st = self.close_top(st, ok);
         }
     }
 
-    fn open_step(&self, msg: &str, target: Option<&str>, scoped: bool) {
-        let mut st = self.state.lock().unwrap();
-        if st.open.last().is_some_and(|s| !s.scoped) {
-            self.close_top(&mut st, true);
-        }
-        let depth = st.open.len();
-        st.open.push(Step {
+    fn in_a_lane(&self) -> bool {
+        LANE.with(|l| l.borrow().is_some())
+    }
+
+    fn open_step(&self, msg: &str, target: Option<&str>, scoped: bool, progress: Option<Progress>) {
+        let step = Step {
             msg: msg.to_string(),
             target: target.map(str::to_string),
             started: Instant::now(),
             scoped,
-        });
+            progress,
+        };
+        if self.in_a_lane() {
+            self.open_lane_step(step);
+            return;
+        }
+        let mut st = self.state.lock().unwrap();
+        if st.open.last().is_some_and(|s| !s.scoped) {
+            st = self.close_top(st, true);
+        }
+        let depth = st.open.len();
+        st.open.push(step);
         match self.output {
             Output::Json => {
                 self.event(json!({"event": "step", "msg": msg, "target": target, "depth": depth}))
@@ -120,15 +314,36 @@ impl Reporter {
                     pb.enable_steady_tick(Duration::from_millis(100));
                     pb
                 });
-                pb.set_message(format!("{}{msg}", indent(depth)));
                 pb.reset_elapsed();
+                self.show_path(&st);
             }
-            Output::Human => self.line(&format!("{}▸ {msg}", indent(depth))),
+            Output::Human => {
+                drop(st);
+                self.line(&format!("{}▸ {msg}", indent(depth)));
+            }
         }
     }
 
-    fn close_top(&self, st: &mut Steps, ok: bool) {
-        let Some(step) = st.open.pop() else { return };
+    /// The spinner shows the open steps as a path: the parent stays on the line, with its child.
+    fn show_path(&self, st: &Steps) {
+        let Some(pb) = &st.spinner else { return };
+        let path: Vec<String> = st
+            .open
+            .iter()
+            .map(|s| match &s.progress {
+                Some(p) => format!("{} {}", s.msg, p.describe()),
+                None => s.msg.clone(),
+            })
+            .collect();
+        pb.set_message(self.secrets.mask(&path.join(" › ")).into_owned());
+    }
+
+    fn close_top<'a>(
+        &'a self,
+        mut st: std::sync::MutexGuard<'a, Steps>,
+        ok: bool,
+    ) -> std::sync::MutexGuard<'a, Steps> {
+        let Some(step) = st.open.pop() else { return st };
         let depth = st.open.len();
         let elapsed = step.started.elapsed().as_secs_f64();
         match self.output {
@@ -138,27 +353,79 @@ impl Reporter {
             })),
             Output::Human if self.verbosity < 0 => {}
             Output::Human => {
-                let mark = if ok { "✓" } else { "✗" };
-                let text = format!(
-                    "{}{mark} {} ({})",
-                    indent(depth),
-                    step.msg,
-                    fmt_elapsed(elapsed)
-                );
-                if self.tty {
-                    if let Some(pb) = &st.spinner {
-                        pb.println(&text);
+                let text = format!("{}{}", indent(depth), step.ended(ok, elapsed));
+                match &st.spinner {
+                    Some(pb) if self.tty => {
+                        pb.println(self.secrets.mask(&text));
                         if st.open.is_empty() {
                             pb.finish_and_clear();
                             st.spinner = None;
-                        } else if let Some(parent) = st.open.last() {
-                            pb.set_message(format!("{}{}", indent(depth - 1), parent.msg));
+                        } else {
+                            self.show_path(&st);
                         }
-                        return;
+                    }
+                    _ => {
+                        drop(st);
+                        self.line(&text);
+                        st = self.state.lock().unwrap();
                     }
                 }
-                self.line(&text);
             }
+        }
+        st
+    }
+
+    fn open_lane_step(&self, step: Step) {
+        let (label, depth, msg, target) = LANE.with(|l| {
+            let mut l = l.borrow_mut();
+            let lane = l.as_mut().unwrap();
+            let mut closed = None;
+            if lane.open.last().is_some_and(|s| !s.scoped) {
+                closed = lane.open.pop();
+            }
+            let (msg, target) = (step.msg.clone(), step.target.clone());
+            lane.open.push(step);
+            let depth = lane.base + lane.open.len() - 1;
+            ((lane.label.clone(), closed), depth, msg, target)
+        });
+        let (label, closed) = label;
+        if let Some(c) = closed {
+            self.lane_line(&label, depth, &c, true);
+        }
+        match self.output {
+            Output::Json => self.event(
+                json!({"event": "step", "msg": msg, "target": target, "depth": depth, "lane": label}),
+            ),
+            Output::Human if self.verbosity < 0 => {}
+            Output::Human => self.line(&format!("{}{label}: ▸ {msg}", indent(depth))),
+        }
+    }
+
+    fn close_lane_top(&self, ok: bool) {
+        let closed = LANE.with(|l| {
+            let mut l = l.borrow_mut();
+            let lane = l.as_mut()?;
+            let step = lane.open.pop()?;
+            Some((lane.label.clone(), lane.base + lane.open.len(), step))
+        });
+        if let Some((label, depth, step)) = closed {
+            self.lane_line(&label, depth, &step, ok);
+        }
+    }
+
+    fn lane_line(&self, label: &str, depth: usize, step: &Step, ok: bool) {
+        let elapsed = step.started.elapsed().as_secs_f64();
+        match self.output {
+            Output::Json => self.event(json!({
+                "event": "step_end", "msg": step.msg, "target": step.target, "depth": depth,
+                "ok": ok, "lane": label, "elapsed": (elapsed * 1000.0).round() / 1000.0,
+            })),
+            Output::Human if self.verbosity < 0 => {}
+            Output::Human => self.line(&format!(
+                "{}{label}: {}",
+                indent(depth),
+                step.ended(ok, elapsed)
+            )),
         }
     }
 
@@ -192,7 +459,7 @@ impl Reporter {
             Output::Json => self.event(json!({"event": "print", "text": text})),
             Output::Human => self.suspend(|| {
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{text}");
+                let _ = writeln!(out, "{}", self.secrets.mask(text));
                 let _ = out.flush();
             }),
         }
@@ -249,7 +516,7 @@ impl Reporter {
                 self.event(ev)
             }
             Output::Human => self.suspend(|| {
-                let _ = writeln!(std::io::stderr(), "{rendered}");
+                let _ = writeln!(std::io::stderr(), "{}", self.secrets.mask(rendered));
             }),
         }
     }
@@ -268,7 +535,7 @@ impl Reporter {
             );
         }
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{ev}");
+        let _ = writeln!(out, "{}", self.secrets.mask(&ev.to_string()));
         let _ = out.flush();
     }
 
@@ -277,11 +544,16 @@ impl Reporter {
         // A closed stderr (`runner play x 2>&- | ...`) must not stop the run: write errors are ignored.
         if self.tty {
             self.suspend(|| {
-                let _ = writeln!(std::io::stderr(), "{text}");
+                let _ = writeln!(std::io::stderr(), "{}", self.secrets.mask(text));
             });
         } else {
             let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-            let _ = writeln!(std::io::stderr(), "{} {text}", &now[11..19]);
+            let _ = writeln!(
+                std::io::stderr(),
+                "{} {}",
+                &now[11..19],
+                self.secrets.mask(text)
+            );
         }
     }
 
@@ -304,95 +576,4 @@ fn fmt_elapsed(secs: f64) -> String {
     } else {
         fmt_secs(secs.round())
     }
-}
-
-/// Render a script error the way a compiler does: message, `file:line:col`, the source line with a
-/// caret, then every call and import it came through, innermost first.
-pub fn render_error(err: &EvalAltResult, main_source: &str, sources: &Sources) -> String {
-    // Walk from the outside in; each wrapper says where the next level was entered.
-    let mut frames: Vec<(String, Position, String)> = Vec::new();
-    let mut source = main_source.to_string();
-    let mut e = err;
-    loop {
-        match e {
-            EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
-                let what = if name.starts_with("anon$") {
-                    "in closure".to_string()
-                } else {
-                    format!("in call to {name}()")
-                };
-                frames.push((source.clone(), *pos, what));
-                if !src.is_empty() {
-                    source = src.clone();
-                }
-                e = inner;
-            }
-            EvalAltResult::ErrorInModule(path, inner, pos) => {
-                frames.push((source.clone(), *pos, format!("in module \"{path}\"")));
-                source = sources.resolved_name(path).unwrap_or_else(|| path.clone());
-                e = inner;
-            }
-            _ => break,
-        }
-    }
-    let mut out = format!("error: {}", error_message(e));
-    out.push_str(&location(&source, e.position(), sources));
-    for (src, pos, what) in frames.iter().rev() {
-        if pos.is_none() {
-            continue;
-        }
-        out.push_str(&format!(
-            "\n  = {what}, called from {}",
-            loc_text(src, *pos)
-        ));
-        out.push_str(&location_lines(src, *pos, sources));
-    }
-    out
-}
-
-/// Render a compile (parse) error with its location.
-pub fn render_parse_error(err: &rhai::ParseError, source: &str, sources: &Sources) -> String {
-    let mut e = err.0.to_string();
-    if let Some(i) = e.find(" (line ") {
-        e.truncate(i);
-    }
-    format!("error: {e}{}", location(source, err.1, sources))
-}
-
-fn loc_text(source: &str, pos: Position) -> String {
-    match (pos.line(), pos.position()) {
-        (Some(l), Some(c)) => format!("{source}:{l}:{c}"),
-        (Some(l), None) => format!("{source}:{l}"),
-        _ => source.to_string(),
-    }
-}
-
-fn location(source: &str, pos: Position, sources: &Sources) -> String {
-    if pos.is_none() {
-        return format!("\n  --> {source}");
-    }
-    format!(
-        "\n  --> {}{}",
-        loc_text(source, pos),
-        location_lines(source, pos, sources)
-    )
-}
-
-fn location_lines(source: &str, pos: Position, sources: &Sources) -> String {
-    let (Some(line), Some(text)) = (pos.line(), sources.get(source)) else {
-        return String::new();
-    };
-    let Some(src_line) = text.lines().nth(line - 1) else {
-        return String::new();
-    };
-    let col = pos.position().unwrap_or(1);
-    let num = line.to_string();
-    let pad = " ".repeat(num.len());
-    // Keep tabs so the caret lines up under the same characters.
-    let lead: String = src_line
-        .chars()
-        .take(col.saturating_sub(1))
-        .map(|c| if c == '\t' { '\t' } else { ' ' })
-        .collect();
-    format!("\n{pad} |\n{num} | {src_line}\n{pad} | {lead}^")
 }

@@ -1,12 +1,18 @@
 //! Where `import "name"` finds its module: the importing script's own folder, then each `--lib` /
 //! `RUNNER_PATH` folder, then the standard library embedded in the binary. A file shadows the embedded
 //! module of the same name, so users can copy a playbook next to their script and change it.
+//!
+//! `import "NAME/module"` where NAME is a library of the project's runner.toml loads `module.rhai`
+//! of that library. A library never shadows anything silently: one named like a standard library
+//! module, or like a file or folder the import could also mean, is an error naming both.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared, AST};
+
+use crate::libs::{Installed, Libs};
 
 type SharedModule = Shared<Module>;
 
@@ -51,13 +57,13 @@ pub struct Found {
 
 /// The module resolver of a run.
 pub struct Resolver {
-    libs: Vec<PathBuf>,
+    libs: Libs,
     sources: Arc<Sources>,
     cache: Mutex<HashMap<String, SharedModule>>,
 }
 
 impl Resolver {
-    pub fn new(libs: Vec<PathBuf>, sources: Arc<Sources>) -> Self {
+    pub fn new(libs: Libs, sources: Arc<Sources>) -> Self {
         Resolver {
             libs,
             sources,
@@ -79,12 +85,69 @@ impl Resolver {
                 dir
             });
         }
-        dirs.extend(self.libs.iter().cloned());
+        dirs.extend(self.libs.folders.iter().cloned());
         dirs
+    }
+
+    /// The module `path` names in a library of the project, if its first part is a library's name.
+    fn find_in_library(&self, importer: Option<&str>, path: &str) -> Result<Option<Found>, String> {
+        let (name, module) = match path.split_once('/') {
+            Some((n, m)) => (n, Some(m)),
+            None => (path.trim_end_matches(".rhai"), None),
+        };
+        let Some(lib) = self.libs.library(name) else {
+            return Ok(None);
+        };
+        let declared = format!("library `{name}` of {}", lib.declared_in.display());
+        if let Some((m, _)) = STDLIB.iter().find(|(m, _)| *m == name) {
+            return Err(format!(
+                "\"{path}\": the {declared} has the name of the standard library module `{m}`: rename the library in runner.toml"
+            ));
+        }
+        for dir in self.search_dirs(importer) {
+            for local in [dir.join(name), dir.join(format!("{name}.rhai"))] {
+                if local.exists() && !same_place(&local, &lib.dir) {
+                    return Err(format!(
+                        "\"{path}\": the {declared} has the name of {}: rename one of them",
+                        local.display()
+                    ));
+                }
+            }
+        }
+        if let Some(why) = lib.manifest.as_ref().and_then(|m| m.too_old(name)) {
+            return Err(why);
+        }
+        let Some(module) = module.filter(|m| !m.is_empty()) else {
+            return Err(format!(
+                "\"{path}\" is the {declared}: import one of its modules, \"{name}/MODULE\" ({})",
+                modules_of(lib)
+            ));
+        };
+        let file = lib.dir.join(if module.ends_with(".rhai") {
+            module.to_string()
+        } else {
+            format!("{module}.rhai")
+        });
+        if !file.is_file() {
+            return Err(format!(
+                "module \"{path}\" not found: the {declared} has no {} ({})",
+                file.display(),
+                modules_of(lib)
+            ));
+        }
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        Ok(Some(Found {
+            source: file.display().to_string(),
+            text,
+        }))
     }
 
     /// Find the module `path` imported from `importer`; on failure, the list of places searched.
     pub fn find(&self, importer: Option<&str>, path: &str) -> Result<Found, String> {
+        if let Some(found) = self.find_in_library(importer, path)? {
+            return Ok(found);
+        }
         let file = if path.ends_with(".rhai") {
             path.to_string()
         } else {
@@ -181,6 +244,25 @@ impl Resolver {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether two paths are the same file or folder (a path library in the script's own folder is
+/// that folder, not a clash with it).
+fn same_place(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// "its modules: a, b" for messages.
+fn modules_of(lib: &Installed) -> String {
+    let modules = lib.modules();
+    if modules.is_empty() {
+        format!("it has no modules: no .rhai file in {}", lib.dir.display())
+    } else {
+        format!("its modules: {}", modules.join(", "))
     }
 }
 

@@ -18,6 +18,7 @@ use crate::journal::Journal;
 use crate::ledger::Ledger;
 use crate::report::Reporter;
 use crate::resolver::Sources;
+use crate::secrets::Secrets;
 
 thread_local! {
     /// The deadline of the innermost `poll` running on this thread.
@@ -31,12 +32,22 @@ pub struct Holding {
     pub release: Box<dyn FnOnce(&Run) + Send>,
 }
 
+/// A `defer` closure and where it was registered.
+struct Deferred {
+    seq: u64,
+    thread: std::thread::ThreadId,
+    f: FnPtr,
+    store: NativeCallContextStore,
+}
+
 /// One run: everything a primitive needs besides its arguments.
 pub struct Run {
     pub config: Config,
     pub rt: tokio::runtime::Handle,
     pub report: Reporter,
     pub journal: Journal,
+    /// Values of `secret(...)`: masked in output, errors and the journal.
+    pub secrets: Arc<Secrets>,
     /// What the run changed and left, from its journal records.
     pub ledger: Mutex<Ledger>,
     pub sources: Arc<Sources>,
@@ -44,7 +55,13 @@ pub struct Run {
     pub ssh: crate::prims::ssh::Pool,
     cancel: Mutex<CancellationToken>,
     interrupted: AtomicBool,
-    defers: Mutex<Vec<(FnPtr, NativeCallContextStore)>>,
+    /// Deferred cleanups: (sequence number, the thread that registered it, the closure, its context).
+    defers: Mutex<Vec<Deferred>>,
+    defer_seq: std::sync::atomic::AtomicU64,
+    /// The traffic guards probing while the run works (`watch`, `--watch`).
+    pub guards: Mutex<Vec<Arc<crate::guard::Guard>>>,
+    /// Why a traffic guard stopped the run, if one did.
+    stopped_by_guard: Mutex<Option<String>>,
     /// Checkpoints completed (`once`), by key: in the run this one resumes, and in this run.
     checkpoints: Mutex<HashMap<String, Value>>,
     /// What the run holds (locks), last taken last: given back when the run ends, however it ends.
@@ -54,21 +71,26 @@ pub struct Run {
 
 impl Run {
     pub fn new(config: Config, rt: tokio::runtime::Handle, script_name: &str) -> Arc<Run> {
-        let report = Reporter::new(config.output, config.verbosity);
-        let journal = Journal::new(config.journal.clone(), script_name);
+        let secrets = Arc::<Secrets>::default();
+        let report = Reporter::with_secrets(config.output, config.verbosity, secrets.clone());
+        let journal = Journal::new(config.journal.clone(), script_name, secrets.clone());
         Arc::new(Run {
             config,
             rt,
             report,
             journal,
+            secrets,
             ledger: Mutex::default(),
             sources: Arc::default(),
             ssh: Default::default(),
             cancel: Mutex::new(CancellationToken::new()),
             interrupted: AtomicBool::new(false),
             defers: Mutex::default(),
+            defer_seq: Default::default(),
             checkpoints: Mutex::default(),
             holdings: Mutex::default(),
+            guards: Mutex::default(),
+            stopped_by_guard: Mutex::default(),
             http: Default::default(),
         })
     }
@@ -88,6 +110,18 @@ impl Run {
     pub fn interrupt(&self) {
         self.interrupted.store(true, Ordering::SeqCst);
         self.cancel.lock().unwrap().cancel();
+    }
+
+    /// A traffic guard's error budget is spent: stop at the next operation boundary, as Ctrl-C does
+    /// (the deferred cleanups run), but as a failure of the run (exit code 1), saying `why`.
+    pub fn stop_by_guard(&self, why: String) {
+        self.stopped_by_guard.lock().unwrap().get_or_insert(why);
+        self.interrupt();
+    }
+
+    /// Why a traffic guard stopped the run, if one did.
+    pub fn stopped_by_guard(&self) -> Option<String> {
+        self.stopped_by_guard.lock().unwrap().clone()
     }
 
     pub fn interrupted(&self) -> bool {
@@ -167,6 +201,35 @@ impl Run {
         })
     }
 
+    /// `poll`, except under `--dry-run`, where the changes a wait waits for were skipped: the
+    /// condition is checked once, and when it does not hold yet the wait is only reported ("would
+    /// wait for ...") and None returned, so that a dry run goes on to the end.
+    pub fn wait<T>(
+        &self,
+        target: &str,
+        what: &str,
+        timeout: Duration,
+        interval: Duration,
+        mut probe: impl FnMut() -> Result<Result<T, String>, Failure>,
+    ) -> Result<Option<T>, Failure> {
+        if !self.dry_run() {
+            return self.poll(target, what, timeout, interval, probe).map(Some);
+        }
+        match probe()? {
+            Ok(v) => Ok(Some(v)),
+            Err(seen) => {
+                self.report.would(
+                    &format!(
+                        "wait for {what} (up to {}; now: {seen})",
+                        fmt_secs(timeout.as_secs_f64())
+                    ),
+                    target,
+                );
+                Ok(None)
+            }
+        }
+    }
+
     /// Poll `probe` every `interval` until it returns Ok(Ok(value)), or fail after `timeout` with the
     /// description of the last observation (`probe` returns Ok(Err(observation)) while waiting).
     /// Operations inside `probe` get at most the time left (see `block_on`); a probe that treats
@@ -234,14 +297,44 @@ impl Run {
     }
 
     pub fn defer(&self, f: FnPtr, ctx: &NativeCallContext) {
-        self.defers.lock().unwrap().push((f, ctx.store_data()));
+        let seq = self.defer_seq.fetch_add(1, Ordering::SeqCst);
+        self.defers.lock().unwrap().push(Deferred {
+            seq,
+            thread: std::thread::current().id(),
+            f,
+            store: ctx.store_data(),
+        });
     }
 
-    /// The deferred closures, last registered first.
-    pub fn take_defers(&self) -> Vec<(FnPtr, NativeCallContextStore)> {
-        let mut d = std::mem::take(&mut *self.defers.lock().unwrap());
-        d.reverse();
-        d
+    /// Where a scope (a `step(msg, || ...)`) begins: the defers registered after it, on this
+    /// thread, are that scope's.
+    pub fn defer_mark(&self) -> u64 {
+        self.defer_seq.load(Ordering::SeqCst)
+    }
+
+    /// The deferred closures, last registered first: every one (at the end of the run), or those
+    /// this thread registered since `mark` (at the end of a scope).
+    pub fn take_defers(&self, since: Option<u64>) -> Vec<(FnPtr, NativeCallContextStore)> {
+        let mut all = self.defers.lock().unwrap();
+        let me = std::thread::current().id();
+        let (mut taken, kept): (Vec<Deferred>, Vec<Deferred>) = std::mem::take(&mut *all)
+            .into_iter()
+            .partition(|d| since.is_none_or(|m| d.seq >= m && d.thread == me));
+        *all = kept;
+        taken.sort_by_key(|d| std::cmp::Reverse(d.seq));
+        taken.into_iter().map(|d| (d.f, d.store)).collect()
+    }
+
+    /// Run `f` (a scope's cleanups) even though the run is interrupted, then interrupted again, so
+    /// the script still stops at its next operation.
+    pub fn cleaning_up<T>(&self, f: impl FnOnce() -> T) -> T {
+        if !self.interrupted() {
+            return f();
+        }
+        self.allow_cleanup();
+        let r = f();
+        self.cancel.lock().unwrap().cancel();
+        r
     }
 
     /// Hold `key` until `release` or the end of the run (`release_all`).

@@ -9,6 +9,7 @@ use rhai::{Dynamic, Engine, EvalAltResult};
 use serde_json::{json, Value};
 
 use crate::error::{self, Error, Failure, Kind};
+use crate::prims::watch;
 use crate::report::render_error;
 use crate::run::Run;
 use crate::runs::{self, Past};
@@ -32,6 +33,19 @@ pub fn execute(
             return Err(e);
         }
     };
+    // `play` refuses what `runner check` refuses, before anything runs: a misspelled function
+    // after the first change would otherwise stop the run half-way.
+    if path.is_some() {
+        let errors = crate::check::unknown_functions(&run, &engine, &ast, source);
+        if !errors.is_empty() {
+            let e = Error::Compile(format!(
+                "{}\n  = the script does not pass `runner check`: nothing was run",
+                errors.join("\n")
+            ));
+            run.report.error(&e.to_string(), json!({"exit_code": 2}));
+            return Err(e);
+        }
+    }
     let resumed = match resume(&run, text) {
         Ok(r) => r,
         Err(e) => {
@@ -56,6 +70,13 @@ pub fn execute(
         return Err(Error::Script(msg));
     }
 
+    if let Err(e) = start_guards(&run) {
+        run.release_all();
+        let e = Error::Usage(e.message);
+        run.report
+            .error(&format!("error: {e}"), json!({"exit_code": 2}));
+        return Err(e);
+    }
     let signals = runner.runtime().spawn(handle_ctrl_c(run.clone()));
     let (result, cleanup_ok) = std::thread::scope(|s| {
         std::thread::Builder::new()
@@ -68,7 +89,7 @@ pub fn execute(
                 }))
                 .unwrap_or_else(|panic| Err(internal_error(panic)));
                 let cleanup_ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_defers(&run, &engine)
+                    run_defers(&run, &engine, None)
                 }))
                 .unwrap_or(false);
                 // Locks last: the cleanups may need them held.
@@ -81,12 +102,26 @@ pub fn execute(
             .expect("the script thread does not panic")
     });
     signals.abort();
+    for g in run.guards.lock().unwrap().iter() {
+        g.stop();
+    }
     run.ssh.close_all();
     let ok = result.is_ok() && cleanup_ok && !run.interrupted();
     run.report.finish_steps(ok);
 
     // What went wrong, rendered, with its exit code.
-    let failure: Option<(String, Value, Error)> = if run.interrupted() {
+    let failure: Option<(String, Value, Error)> = if let Some(why) = run.stopped_by_guard() {
+        let at = match &result {
+            Err(e) => format!(
+                "\n  = it stopped at: {}",
+                render_error(e, source, &run.sources)
+            ),
+            Ok(_) => String::new(),
+        };
+        let msg = format!("error: {why}{at}\n  = deferred cleanups ran");
+        let fields = json!({"exit_code": 1, "kind": "guard"});
+        Some((msg.clone(), fields, Error::Script(msg)))
+    } else if run.interrupted() {
         let at = match &result {
             Err(e) => render_error(e, source, &run.sources),
             Ok(_) => "error: interrupted".to_string(),
@@ -191,10 +226,22 @@ fn finish(run: &Run, outcome: &str, started: Instant, error: Option<&str>) -> Va
     }
     let totals = ledger.totals();
     let left = runs::describe_left(&ledger.left());
+    let mut recap = Vec::new();
     if totals.changed + totals.failed + totals.skipped + totals.unknown > 0 || !left.is_empty() {
-        run.report.recap(&ledger.recap(), &left);
+        recap = ledger.recap();
     }
     drop(ledger);
+    if let Some((figures, lines)) = watch::summary(&run.guards.lock().unwrap()) {
+        end["guard"] = figures;
+        recap.extend(lines);
+    }
+    if let Some(why) = run.stopped_by_guard() {
+        end["stopped_by"] = why.clone().into();
+        recap.push(why);
+    }
+    if !recap.is_empty() || !left.is_empty() {
+        run.report.recap(&recap, &left);
+    }
     if run.journal.written() {
         // The end of the record: without it, the journal is of a run that died.
         if let Err(e) = run.write("run_end", end.clone()) {
@@ -204,6 +251,18 @@ fn finish(run: &Run, outcome: &str, started: Instant, error: Option<&str>) -> Va
             .info(&format!("journal: {}", run.journal.path().display()));
     }
     end
+}
+
+/// The guards of `--watch`, for the whole play.
+fn start_guards(run: &Arc<Run>) -> Result<(), Failure> {
+    for url in &run.config.watch {
+        let probe = watch::Probe {
+            budget: run.config.max_errors.unwrap_or(watch::Budget::None),
+            ..Default::default()
+        };
+        watch::start(run, url, probe)?;
+    }
+    Ok(())
 }
 
 /// `{"event": name, ...fields}` for `--output json`.
@@ -341,10 +400,11 @@ fn internal_error(panic: Box<dyn std::any::Any + Send>) -> Box<EvalAltResult> {
     .into()
 }
 
-/// Run the deferred closures, last first. Returns false if any failed (each failure is a warning).
-fn run_defers(run: &Run, engine: &Engine) -> bool {
+/// Run the deferred closures, last first: every one left (at the end of the run), or those of a
+/// scope (`since` its mark). Returns false if any failed (each failure is a warning).
+pub fn run_defers(run: &Run, engine: &Engine, since: Option<u64>) -> bool {
     let mut ok = true;
-    for (f, store) in run.take_defers() {
+    for (f, store) in run.take_defers(since) {
         if run.interrupted() {
             run.allow_cleanup();
         }

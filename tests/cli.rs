@@ -92,7 +92,7 @@ fn script_folder_shadows_lib_which_shadows_the_embedded_stdlib() {
     Test::new()
         .script(script)
         .run()
-        .code(1)
+        .code(2)
         .stderr_has("origin");
     // --lib shadows the stdlib.
     Test::new()

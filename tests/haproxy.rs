@@ -988,7 +988,7 @@ fn doc_lists_the_haproxy_functions() {
 // rolling::upgrade (stdlib/rolling.rhai) against the real haproxy.
 
 /// Kills the daemonized busybox httpd a redeploy started on `port`, when the test ends.
-struct KillHttpd(Vec<u16>);
+pub(crate) struct KillHttpd(pub Vec<u16>);
 
 impl Drop for KillHttpd {
     fn drop(&mut self) {
@@ -1003,7 +1003,12 @@ impl Drop for KillHttpd {
 /// A rolling upgrade whose redeploy really stops each backend's httpd, replaces its page and starts
 /// a new one on the same port: `roots` maps server name to (port, web root). The httpd to stop is
 /// found by its web root (the fixture's binds port 0: its command line does not name the port).
-fn rolling_script(lb: &Haproxy, servers: &str, opts: &str, roots: &[(&str, u16, &Path)]) -> String {
+pub(crate) fn rolling_script(
+    lb: &Haproxy,
+    servers: &str,
+    opts: &str,
+    roots: &[(&str, u16, &Path)],
+) -> String {
     let table: Vec<String> = roots
         .iter()
         .map(|(n, p, r)| format!("{n}: #{{port: {p}, root: \"{}\"}}", r.display()))

@@ -21,6 +21,8 @@ pub struct Test {
     pub dir: TempDir,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Run in this folder instead of `dir`.
+    cwd: Option<PathBuf>,
 }
 
 /// What an invocation did.
@@ -34,15 +36,23 @@ pub struct Outcome {
 
 impl Test {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("runner-test-")
-            .tempdir()
-            .expect("a temp dir");
+        Test::in_dir(
+            tempfile::Builder::new()
+                .prefix("runner-test-")
+                .tempdir()
+                .expect("a temp dir"),
+        )
+    }
+
+    /// Another invocation in the directory of an earlier one (its files, scripts and run
+    /// journals), e.g. `Test::in_dir(outcome.dir)`.
+    pub fn in_dir(dir: TempDir) -> Self {
         let state = dir.path().join("state");
         Test {
             dir,
             args: Vec::new(),
             env: vec![("XDG_STATE_HOME".into(), state.display().to_string())],
+            cwd: None,
         }
     }
 
@@ -73,10 +83,17 @@ impl Test {
         self
     }
 
+    /// Run runner in `dir` (a folder that outlives this test, e.g. a project several runs share)
+    /// instead of this test's own temporary directory.
+    pub fn current_dir(mut self, dir: &Path) -> Self {
+        self.cwd = Some(dir.to_path_buf());
+        self
+    }
+
     pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
         c.args(&self.args)
-            .current_dir(self.dir.path())
+            .current_dir(self.cwd.as_deref().unwrap_or(self.dir.path()))
             .stdin(Stdio::null());
         c.env_remove("RUNNER_PATH");
         for (k, v) in &self.env {

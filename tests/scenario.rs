@@ -191,7 +191,7 @@ fn docker_rolling_upgrade_over_ssh_hosts_drops_no_request_and_upgrades_one_serve
     // the whole upgrade under its lock (on this machine).
     let sock = lb.sock();
     let lock = |how: &str| {
-        let name = format!("rolling::upgrade haproxy({sock}) web_servers");
+        let name = format!("rolling haproxy({sock}) web_servers");
         ("local".to_string(), format!("{how} lock {name:?}"))
     };
     let mut expected = vec![lock("take")];
@@ -270,12 +270,7 @@ fn docker_rolling_upgrade_stops_at_a_host_whose_image_is_missing_leaving_its_old
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    let lock = |how: &str| {
-        format!(
-            "{how} lock \"rolling::upgrade haproxy({}) web_servers\"",
-            lb.sock()
-        )
-    };
+    let lock = |how: &str| format!("{how} lock \"rolling haproxy({}) web_servers\"", lb.sock());
     assert_eq!(
         j,
         [

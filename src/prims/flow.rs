@@ -50,6 +50,31 @@ fn unshare(v: &rhai::Dynamic, depth: usize) -> rhai::Dynamic {
     v
 }
 
+/// `step(message, || ...)`: `f` as a step; the `defer`s it registers run when it ends (done,
+/// failed or interrupted), and a failed cleanup fails the step.
+fn scoped_step(
+    ctx: &rhai::NativeCallContext,
+    message: &str,
+    target: Option<&str>,
+    f: &rhai::FnPtr,
+) -> Result<rhai::Dynamic, Box<rhai::EvalAltResult>> {
+    let run = crate::run::Run::of(ctx);
+    let mark = run.defer_mark();
+    run.report.begin_scoped_step(message, target);
+    let r = f.call_within_context::<rhai::Dynamic>(ctx, ());
+    let cleaned = run.cleaning_up(|| crate::script::run_defers(&run, ctx.engine(), Some(mark)));
+    run.report.end_scoped_step(r.is_ok() && cleaned);
+    match r {
+        Ok(_) if !cleaned => Err(crate::error::Failure::new(
+            crate::error::Kind::Script,
+            "step",
+            format!("step `{message}`: a deferred cleanup failed (see the warnings above)"),
+        )
+        .into()),
+        r => r,
+    }
+}
+
 /// How an item is named in messages: a host by its name, anything else as printed.
 fn label(item: &rhai::Dynamic) -> String {
     match item.read_lock::<crate::prims::host::Host>() {
@@ -146,6 +171,54 @@ pub mod flow_api {
         std::env::var(name).unwrap_or_else(|_| default.to_string())
     }
 
+    /// A secret from the environment variable `name`: its value is masked as `***` wherever runner
+    /// shows or records it (command lines under `-v`, errors, the journal, JSON events, `print`),
+    /// wherever it is embedded; the script itself gets the real value. Unset: an error.
+    ///
+    /// ```rhai
+    /// let token = secret("DEPLOY_TOKEN");
+    /// http_get(url, #{headers: #{Authorization: `Bearer ${token}`}});
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn secret(ctx: NativeCallContext, name: &str) -> Res<String> {
+        secret_with(ctx, name, rhai::Map::new())
+    }
+
+    /// `secret` with options: `file` (read the value from this file instead, e.g. a mounted secret;
+    /// a trailing newline is dropped; `name` then only names it in messages).
+    ///
+    /// ```rhai
+    /// let pw = secret("db", #{file: "/run/secrets/db_password"});
+    /// ```
+    #[rhai_fn(name = "secret", return_raw)]
+    pub fn secret_with(ctx: NativeCallContext, name: &str, options: rhai::Map) -> Res<String> {
+        let run = Run::of(&ctx);
+        let target = format!("secret {name}");
+        let o = Opts::new(options, &["file"], &target)?;
+        let value = match o.string("file")? {
+            Some(file) => std::fs::read_to_string(&file)
+                .map(|s| s.strip_suffix('\n').unwrap_or(&s).to_string())
+                .map_err(|e| {
+                    Failure::new(
+                        Kind::NotFound,
+                        &target,
+                        format!("secret {name}: cannot read {file}: {e}"),
+                    )
+                })?,
+            None => std::env::var(name).map_err(|_| {
+                Failure::usage(
+                    &target,
+                    format!("secret {name}: the environment variable {name} is not set (export it, or read the secret from a file with #{{file: PATH}})"),
+                )
+            })?,
+        };
+        if value.is_empty() {
+            return Err(Failure::usage(&target, format!("secret {name} is empty")).into());
+        }
+        run.secrets.add(&value);
+        Ok(value)
+    }
+
     /// Sleep for `seconds`. Ctrl-C interrupts it. (Replaces Rhai's built-in `sleep`, which cannot be
     /// interrupted.)
     ///
@@ -210,7 +283,8 @@ pub mod flow_api {
     }
 
     /// `wait_until` with options: `interval` (seconds between checks, default 0.2), `what` (the text
-    /// of the timeout message).
+    /// of the timeout message). Under `--dry-run` the condition is checked once; if it does not hold
+    /// yet, the wait is reported ("would wait for ...") instead of waited for.
     #[rhai_fn(name = "wait_until", return_raw)]
     pub fn wait_until_with(
         ctx: NativeCallContext,
@@ -224,7 +298,7 @@ pub mod flow_api {
         let interval = opts.secs("interval")?.unwrap_or(Duration::from_millis(200));
         let what = opts.string("what")?.unwrap_or_else(|| "condition".into());
         let mut failure: Option<Box<EvalAltResult>> = None;
-        let r = run.poll(
+        let r = run.wait(
             "wait_until",
             &what,
             timeout,
@@ -244,7 +318,7 @@ pub mod flow_api {
         );
         match (r, failure) {
             (_, Some(e)) => Err(e),
-            (r, None) => Ok(r?),
+            (r, None) => r.map(drop).map_err(Into::into),
         }
     }
 
@@ -278,6 +352,13 @@ pub mod flow_api {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let results: Vec<Mutex<Option<Res<Dynamic>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        let report = &run.report;
+        if n > 0 {
+            report.begin_progress(
+                &format!("parallel over {n} item(s), {workers} at a time"),
+                n,
+            );
+        }
         std::thread::scope(|s| {
             for _ in 0..workers {
                 let (store, next, failed, results, items, f) =
@@ -293,7 +374,12 @@ pub mod flow_api {
                             break;
                         }
                         let c = store.create_context(engine);
-                        let r = f.call_within_context::<Dynamic>(&c, (items[i].clone(),));
+                        let label = super::label(&items[i]);
+                        report.progress(&label, None);
+                        let r = report.in_lane(&label, || {
+                            f.call_within_context::<Dynamic>(&c, (items[i].clone(),))
+                        });
+                        report.progress(&label, Some(r.is_ok()));
                         if r.is_err() {
                             failed.store(true, Ordering::SeqCst);
                         }
@@ -314,6 +400,9 @@ pub mod flow_api {
                 )),
                 None => {}
             }
+        }
+        if n > 0 {
+            report.end_scoped_step(errors.is_empty() && !run.interrupted());
         }
         if run.interrupted() {
             return Err(Failure::interrupted("parallel").into());
@@ -362,11 +451,7 @@ pub mod flow_api {
     /// ```
     #[rhai_fn(name = "step", return_raw)]
     pub fn step_with(ctx: NativeCallContext, message: &str, f: FnPtr) -> Res<Dynamic> {
-        let run = Run::of(&ctx);
-        run.report.begin_scoped_step(message, None);
-        let r = f.call_within_context::<Dynamic>(&ctx, ());
-        run.report.end_scoped_step(r.is_ok());
-        r
+        super::scoped_step(&ctx, message, None, &f)
     }
 
     /// `step(message, || ...)` about `target`.
@@ -381,11 +466,7 @@ pub mod flow_api {
         target: &str,
         f: FnPtr,
     ) -> Res<Dynamic> {
-        let run = Run::of(&ctx);
-        run.report.begin_scoped_step(message, Some(target));
-        let r = f.call_within_context::<Dynamic>(&ctx, ());
-        run.report.end_scoped_step(r.is_ok());
-        r
+        super::scoped_step(&ctx, message, Some(target), &f)
     }
 
     /// A checkpoint: run `f` once and return its value. Under `--resume JOURNAL`, a `key` that
@@ -461,10 +542,28 @@ pub mod flow_api {
     }
 
     /// Ask a yes/no question on the terminal. `--yes` answers yes; with no terminal and no `--yes` it
-    /// is an error (a playbook in CI must not hang waiting for input). Under `--dry-run` it answers yes.
+    /// is an error (a playbook in CI must not hang waiting for input). Under `--dry-run` it answers
+    /// yes. Answered no, it stops the run (`kind` "refused"): nothing after it runs, and the deferred
+    /// cleanups run. Returns true when answered yes.
+    ///
+    /// ```rhai
+    /// confirm(`Upgrade ${servers.len()} servers?`);   // "no" stops here
+    /// ```
     #[rhai_fn(return_raw)]
     pub fn confirm(ctx: NativeCallContext, question: &str) -> Res<bool> {
+        confirm_with(ctx, question, rhai::Map::new())
+    }
+
+    /// `confirm` with options: `stop` (default true; false: a "no" returns false instead of
+    /// stopping the run).
+    ///
+    /// ```rhai
+    /// if confirm("Also restart the workers?", #{stop: false}) { restart_workers() }
+    /// ```
+    #[rhai_fn(name = "confirm", return_raw)]
+    pub fn confirm_with(ctx: NativeCallContext, question: &str, options: rhai::Map) -> Res<bool> {
         let run = Run::of(&ctx);
+        let stop = Opts::new(options, &["stop"], "confirm")?.bool("stop", true)?;
         if run.config.yes {
             run.report.info(&format!("{question} yes (--yes)"));
             return Ok(true);
@@ -488,10 +587,16 @@ pub mod flow_api {
             .lock()
             .read_line(&mut answer)
             .map_err(|e| Failure::new(Kind::Confirm, "confirm", format!("confirm: {e}")))?;
-        Ok(matches!(
-            answer.trim().to_ascii_lowercase().as_str(),
-            "y" | "yes"
-        ))
+        let yes = matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+        if !yes && stop {
+            return Err(Failure::new(
+                Kind::Refused,
+                "confirm",
+                format!("confirm: \"{question}\" was answered no: stopped here"),
+            )
+            .into());
+        }
+        Ok(yes)
     }
 
     /// Run `f` when the script ends: normally, on an error, or on Ctrl-C. Deferred closures run last

@@ -30,7 +30,7 @@ impl Response {
 
 /// The innermost cause of a request error: "Connection refused (os error 111)" rather than
 /// "error sending request for url".
-fn cause(e: &reqwest::Error) -> String {
+pub(crate) fn cause(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
     let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
     while let Some(s) = src {
@@ -114,7 +114,8 @@ pub mod http_api {
     /// Poll `url` until it answers with the expected status (default 200) and, if given, a body that
     /// contains `contains`. Options: `status`, `contains`, `timeout` (default 30 s), `interval`
     /// (default 0.5 s), `headers`. Returns the matching response; on timeout, throws with what was
-    /// seen last.
+    /// seen last. Under `--dry-run`, one request: if it does not answer as wanted yet, the wait is
+    /// reported ("would wait for ...") and `#{status: (), dry_run: true}` returned.
     ///
     /// ```rhai
     /// wait_http("http://127.0.0.1:8081/", #{contains: "v2", timeout: 30});
@@ -137,7 +138,7 @@ pub mod http_api {
             Some(c) => format!("waiting for status {want} with \"{c}\" in the body"),
             None => format!("waiting for status {want}"),
         };
-        let found = run.poll(url, &what, timeout, interval, || {
+        let found = run.wait(url, &what, timeout, interval, || {
             match get(&run, url, per_request, &headers) {
                 Ok(r) if r.status != want => Ok(Err(format!("status {}", r.status))),
                 Ok(r) => match &contains {
@@ -151,7 +152,18 @@ pub mod http_api {
                 Err(e) => Ok(Err(e.message)),
             }
         })?;
-        Ok(found.to_map())
+        Ok(match found {
+            Some(r) => r.to_map(),
+            // A dry run, and the URL does not answer as wanted yet.
+            None => {
+                let mut m = Map::new();
+                m.insert("status".into(), ().into());
+                m.insert("body".into(), "".into());
+                m.insert("headers".into(), Map::new().into());
+                m.insert("dry_run".into(), true.into());
+                m
+            }
+        })
     }
 
     /// `wait_http` with the default options: status 200 within 30 s.

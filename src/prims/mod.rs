@@ -11,6 +11,7 @@ pub mod http;
 pub mod lock;
 pub mod process;
 pub mod ssh;
+pub mod watch;
 
 /// Every domain's module, by the name `runner doc MODULE` takes.
 pub fn modules() -> Vec<(&'static str, Module)> {
@@ -22,6 +23,7 @@ pub fn modules() -> Vec<(&'static str, Module)> {
         ("http", rhai::exported_module!(http::http_api)),
         ("lock", rhai::exported_module!(lock::lock_api)),
         ("process", rhai::exported_module!(process::process_api)),
+        ("watch", rhai::exported_module!(watch::watch_api)),
     ]
 }
 
@@ -30,4 +32,5 @@ pub fn register_types(engine: &mut rhai::Engine) {
     engine.register_type_with_name::<host::Host>("Host");
     engine.register_type_with_name::<docker::Docker>("Docker");
     engine.register_type_with_name::<haproxy::Haproxy>("Haproxy");
+    engine.register_type_with_name::<watch::Watch>("Watch");
 }

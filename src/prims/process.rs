@@ -305,7 +305,7 @@ impl<'a> Procs<'a> {
             format!("wait for {path} to be removed")
         };
         self.run
-            .poll(self.name(), &what, timeout, self.poll_interval(), || {
+            .wait(self.name(), &what, timeout, self.poll_interval(), || {
                 Ok(if self.host.exists(self.run, path)? == present {
                     Ok(())
                 } else if present {
@@ -314,17 +314,19 @@ impl<'a> Procs<'a> {
                     Err(format!("{path} still exists"))
                 })
             })
+            .map(drop)
     }
 
     fn wait_exit(&self, pid: i32, timeout: Duration) -> Result<(), Failure> {
         let what = format!("wait for pid {pid} to exit");
         self.run
-            .poll(self.name(), &what, timeout, self.poll_interval(), || {
+            .wait(self.name(), &what, timeout, self.poll_interval(), || {
                 Ok(match self.stat(pid)? {
                     None => Ok(()),
                     Some(s) => Err(format!("pid {pid} still running (state {})", s.state)),
                 })
             })
+            .map(drop)
     }
 }
 

@@ -68,13 +68,17 @@ impl Docker {
                 ),
             )
         };
-        let waited = run.poll(
+        let waited = run.wait(
             host,
             &format!("waiting for container {name} to become healthy"),
             timeout,
             interval,
             || {
                 let Some(c) = self.inspect_json(run, name)? else {
+                    // Under --dry-run the `run` that would create it was skipped.
+                    if run.dry_run() {
+                        return Ok(Err(format!("no container {name} yet")));
+                    }
                     return Err(self.not_found(&format!("wait_healthy {name}"), name));
                 };
                 let state = &c["State"];
@@ -162,7 +166,7 @@ impl Docker {
                 }
             },
         );
-        waited.map_err(|e| match e.kind {
+        waited.map(drop).map_err(|e| match e.kind {
             Kind::Timeout => Failure::new(
                 Kind::Timeout,
                 name,

@@ -6,7 +6,7 @@ use rhai::{Array, Dynamic, Map};
 
 use super::handle::Haproxy;
 use crate::error::Failure;
-use crate::opts::seconds;
+use crate::opts::{seconds, Opts};
 use crate::run::Run;
 
 /// The socket list of `haproxy([...])`.
@@ -48,7 +48,7 @@ pub mod haproxy_api {
     }
 
     /// `haproxy` with options: `timeout` (seconds one command may take, default 5), `interval`
-    /// (seconds between two observations of `wait_drained`/`wait_status`, default 0.1), `master`
+    /// (seconds between two observations of `wait_drained`/`wait_status`, default 0.05), `master`
     /// (true: the socket is a master CLI, `haproxy -W -S`; every command goes to every worker, the
     /// old workers of a reload included, so that `wait_drained` also waits for their sessions).
     ///
@@ -316,5 +316,94 @@ pub mod haproxy_api {
     ) -> Res<()> {
         let timeout = seconds(&timeout, &lb.label(), "the timeout")?;
         Ok(lb.wait_status(&Run::of(&ctx), server, status, timeout)?)
+    }
+
+    /// Add a server to `backend` at runtime (`add server`, HAProxy 2.4+ dynamic servers), on every
+    /// socket, and put it in rotation: `lb.add_server("be/name", "10.0.0.9:80")`. The backend
+    /// must use a dynamic algorithm (`roundrobin`, `leastconn`, ...). A dynamic server is not in the
+    /// configuration file: a reload drops it unless the configuration gets it too (the recap lists
+    /// it as added at runtime). An effect.
+    ///
+    /// ```rhai
+    /// lb.add_server("web_servers/web1-g2", "10.0.0.9:80");
+    /// lb.wait_status("web_servers/web1-g2", "UP", 30);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn add_server(
+        ctx: NativeCallContext,
+        lb: &mut Haproxy,
+        server: &str,
+        addr: &str,
+    ) -> Res<()> {
+        add_server_with(ctx, lb, server, addr, Map::new())
+    }
+
+    /// `add_server` with options: `weight` (default the backend's default, 1), `check` (default
+    /// true: health checks, as the configuration's `check`; HAProxy then reports it UP once they
+    /// pass), `enable` (default true: set it ready; false leaves it in maintenance, where a new
+    /// server starts).
+    ///
+    /// ```rhai
+    /// lb.add_server("web_servers/canary", "10.0.0.9:80", #{weight: 1, check: true});
+    /// ```
+    #[rhai_fn(name = "add_server", return_raw)]
+    pub fn add_server_with(
+        ctx: NativeCallContext,
+        lb: &mut Haproxy,
+        server: &str,
+        addr: &str,
+        options: Map,
+    ) -> Res<()> {
+        let label = lb.label();
+        let o = Opts::new(options, &["weight", "check", "enable"], &label)?;
+        let weight = o.int("weight")?;
+        if let Some(w) = weight.filter(|w| !(0..=256).contains(w)) {
+            return Err(Failure::usage(
+                &label,
+                format!("{label}: add_server {server}: the weight must be 0 to 256, not {w}"),
+            )
+            .into());
+        }
+        Ok(lb.add_server(
+            &Run::of(&ctx),
+            server,
+            addr,
+            weight,
+            o.bool("check", true)?,
+            o.bool("enable", true)?,
+        )?)
+    }
+
+    /// Delete a server from its backend at runtime (`del server`), on every socket. HAProxy
+    /// deletes only a server in maintenance with no session left: it is put in maintenance, its
+    /// sessions are waited for (up to 30 s; the wait is said), then it is deleted. A server of the
+    /// configuration file comes back on the next reload. An effect.
+    ///
+    /// ```rhai
+    /// lb.del_server("web_servers/web1");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn del_server(ctx: NativeCallContext, lb: &mut Haproxy, server: &str) -> Res<()> {
+        del_server_with(ctx, lb, server, Map::new())
+    }
+
+    /// `del_server` with options: `timeout` (seconds to wait for its sessions to end, default 30).
+    ///
+    /// ```rhai
+    /// lb.del_server("web_servers/web1", #{timeout: 120});
+    /// ```
+    #[rhai_fn(name = "del_server", return_raw)]
+    pub fn del_server_with(
+        ctx: NativeCallContext,
+        lb: &mut Haproxy,
+        server: &str,
+        options: Map,
+    ) -> Res<()> {
+        let label = lb.label();
+        let o = Opts::new(options, &["timeout"], &label)?;
+        let timeout = o
+            .secs("timeout")?
+            .unwrap_or(std::time::Duration::from_secs(30));
+        Ok(lb.del_server(&Run::of(&ctx), server, timeout)?)
     }
 }

@@ -251,14 +251,28 @@ impl Sockets {
     /// A `set` command on every endpoint (called inside the effect gate). Their answer is empty on
     /// success: anything else is HAProxy refusing.
     pub(super) fn write(&self, run: &Run, p: &Permit, command: &str) -> Result<(), Failure> {
-        self.each(
-            run,
-            p,
-            &self.endpoints(run, p)?,
-            command,
-            true,
-            &empty_answer,
-        )?;
+        self.write_answered(run, p, command, None)
+    }
+
+    /// A change on every endpoint whose success answer starts with `ok` (`add server` says "New
+    /// server registered."); None: an empty answer. Anything else is HAProxy refusing.
+    pub(super) fn write_answered(
+        &self,
+        run: &Run,
+        p: &Permit,
+        command: &str,
+        ok: Option<&str>,
+    ) -> Result<(), Failure> {
+        let check = |ep: &Endpoint, command: &str, answer: &str| match ok {
+            Some(ok) if answer.trim_start().starts_with(ok) => Ok(()),
+            Some(_) => {
+                let kind = error_kind(answer).unwrap_or(Kind::Haproxy);
+                Err(refused(ep, command, kind, answer))
+            }
+            None => empty_answer(ep, command, answer),
+        };
+        let eps = self.endpoints(run, p)?;
+        self.each(run, p, &eps, command, true, &check)?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::effect::{Access, Permit};
 use crate::error::{fmt_secs, Failure, Kind};
+use crate::ledger::Mark;
 use crate::opts::Opts;
 use crate::run::Run;
 
@@ -19,7 +20,10 @@ use super::parse::*;
 /// Time one command may take (connecting included) unless the handle's `timeout` option says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time between two observations of `wait_drained` and `wait_status`.
-const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
+const DEFAULT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// An endpoint's label, the servers it was asked for, and the names of all its servers.
+type PerEndpoint = (String, Vec<Map>, Vec<String>);
 
 /// A handle on one or more HAProxy processes, through their stats sockets or master CLIs.
 /// Cloning it shares the open connections.
@@ -142,6 +146,20 @@ impl Haproxy {
         run: &Run,
         backend: &str,
     ) -> Result<Vec<(String, Vec<Map>)>, Failure> {
+        self.servers_named(run, backend, None)?
+            .into_iter()
+            .map(|(label, maps, _)| Ok((label, maps)))
+            .collect()
+    }
+
+    /// The servers of `backend` per endpoint (its label, the servers, every server name there):
+    /// all of them, or only `only`.
+    fn servers_named(
+        &self,
+        run: &Run,
+        backend: &str,
+        only: Option<&str>,
+    ) -> Result<Vec<PerEndpoint>, Failure> {
         check_backend(&self.label(), backend)?;
         let command = format!("show stat {backend} 4 -1");
         self.0
@@ -149,8 +167,8 @@ impl Haproxy {
             .read(run, &command)?
             .into_iter()
             .map(|(label, answer)| {
-                let rows = parse_stat(&label, &answer)?;
-                Ok((label, rows.iter().map(server_map).collect()))
+                let (maps, names) = parse_servers(&label, &answer, only)?;
+                Ok((label, maps, names))
             })
             .collect()
     }
@@ -167,9 +185,13 @@ impl Haproxy {
     /// One server of `servers()`.
     pub(super) fn server(&self, run: &Run, server: &str) -> Result<Map, Failure> {
         let (be, srv) = parse_server(&self.label(), server)?;
-        let all = self.servers(run, be)?;
-        let maps = all.into_iter().filter_map(|d| d.try_cast::<Map>());
-        find_server(&self.label(), be, srv, maps)
+        let per = self
+            .server_each(run, server)?
+            .into_iter()
+            .map(|(label, m)| (label, vec![m]))
+            .collect();
+        let merged = merge_rows(per, &["name"], SERVER_SUMMED);
+        find_server(&self.label(), be, srv, merged)
     }
 
     /// One server as each endpoint sees it; an error when an endpoint does not have it.
@@ -179,9 +201,12 @@ impl Haproxy {
         server: &str,
     ) -> Result<Vec<(String, Map)>, Failure> {
         let (be, srv) = parse_server(&self.label(), server)?;
-        self.servers_each(run, be)?
+        self.servers_named(run, be, Some(srv))?
             .into_iter()
-            .map(|(label, rows)| Ok((label.clone(), find_server(&label, be, srv, rows)?)))
+            .map(|(label, maps, names)| match maps.into_iter().next() {
+                Some(m) => Ok((label, m)),
+                None => Err(no_server(&label, be, srv, &names)),
+            })
             .collect()
     }
 
@@ -196,7 +221,7 @@ impl Haproxy {
     pub(super) fn set_weight(&self, run: &Run, server: &str, weight: &str) -> Result<(), Failure> {
         parse_server(&self.label(), server)?;
         let command = format!("set weight {server} {weight}");
-        self.set(run, server, &command, json!({"weight": weight}))
+        self.set(run, server, &command, json!({"weight": weight}), false)
     }
 
     pub(super) fn set_state(&self, run: &Run, server: &str, state: &str) -> Result<(), Failure> {
@@ -209,13 +234,146 @@ impl Haproxy {
             ));
         }
         let command = format!("set server {server} state {state}");
-        self.set(run, server, &command, json!({"state": state}))
+        self.set(run, server, &command, json!({"state": state}), false)
+    }
+
+    /// `add server be/name addr [weight W] [check]` on every socket (HAProxy 2.4+ dynamic
+    /// servers): the new server starts in maintenance; with `check`, its health checks are turned
+    /// on; with `enable`, it is then set ready. Marked as added at runtime: it is not in the
+    /// configuration file, and a reload drops it.
+    pub(super) fn add_server(
+        &self,
+        run: &Run,
+        server: &str,
+        addr: &str,
+        weight: Option<i64>,
+        check: bool,
+        enable: bool,
+    ) -> Result<(), Failure> {
+        let label = self.label();
+        let (be, _) = parse_server(&label, server)?;
+        check_address(&label, addr)?;
+        let mut command = format!("add server {server} {addr}");
+        if let Some(w) = weight {
+            command.push_str(&format!(" weight {w}"));
+        }
+        if check {
+            command.push_str(" check");
+        }
+        if run.dry_run() {
+            // A typo in the backend still fails.
+            self.servers(run, be)?;
+        }
+        let access = Access::Change {
+            action: &command,
+            details: json!({"sockets": self.sockets(), "server": server, "addr": addr, "weight": weight, "check": check}),
+            marks: vec![Mark::Out {
+                key: format!("{label} {server} runtime"),
+                what: server.to_string(),
+                state: "added at runtime: not in the configuration file, gone after a reload"
+                    .into(),
+            }],
+        };
+        run.gate(&label, access, |p| {
+            self.0
+                .sockets
+                .write_answered(run, p, &command, Some("New server registered"))
+        })?;
+        if check {
+            self.set(
+                run,
+                server,
+                &format!("enable health {server}"),
+                json!({}),
+                true,
+            )?;
+        }
+        if enable {
+            let ready = format!("set server {server} state ready");
+            self.set(run, server, &ready, json!({"state": "ready"}), true)?;
+        }
+        Ok(())
+    }
+
+    /// `del server be/name` on every socket. HAProxy deletes only a server in maintenance with no
+    /// session left: it is put in maintenance first, and its sessions are waited for (at most
+    /// `timeout`, saying so), then deleted.
+    pub(super) fn del_server(
+        &self,
+        run: &Run,
+        server: &str,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
+        let label = self.label();
+        parse_server(&label, server)?;
+        let rows = self.server_each(run, server)?;
+        if rows.iter().any(|(_, m)| {
+            !status_is(
+                &m.get("status").map(|s| s.to_string()).unwrap_or_default(),
+                "MAINT",
+            )
+        }) {
+            self.set_state(run, server, "maint")?;
+        }
+        let sessions: i64 = rows
+            .iter()
+            .map(|(_, m)| m.get("scur").and_then(|v| v.as_int().ok()).unwrap_or(0))
+            .sum();
+        if sessions > 0 && !run.dry_run() {
+            run.report.info(&format!(
+                "{label}: {server}: waiting for its {sessions} session(s) to end: HAProxy deletes only a server without sessions"
+            ));
+        }
+        self.wait_drained(run, server, timeout)?;
+        let command = format!("del server {server}");
+        let runtime = format!("{label} {server} runtime");
+        let mut marks = vec![
+            Mark::Back {
+                key: format!("{label} {server}"),
+            },
+            Mark::Back {
+                key: format!("{label} {server} weight"),
+            },
+        ];
+        // A server this run added is simply gone again; one of the configuration comes back on
+        // the next reload.
+        if run.ledger.lock().unwrap().is_out(&runtime) {
+            marks.push(Mark::Back { key: runtime });
+        } else {
+            marks.push(Mark::Out {
+                key: runtime,
+                what: server.to_string(),
+                state: "deleted at runtime: still in the configuration file, back after a reload"
+                    .into(),
+            });
+        }
+        let access = Access::Change {
+            action: &command,
+            details: json!({"sockets": self.sockets(), "server": server}),
+            marks,
+        };
+        run.gate(&label, access, |p| {
+            self.0
+                .sockets
+                .write_answered(run, p, &command, Some("Server deleted"))
+        })?;
+        Ok(())
     }
 
     /// A `set` command for one (checked) server on every socket, through the gate; journaled with
     /// the sockets, the server and `details`.
-    fn set(&self, run: &Run, server: &str, command: &str, details: Value) -> Result<(), Failure> {
-        self.dry_run_check(run, server)?;
+    fn set(
+        &self,
+        run: &Run,
+        server: &str,
+        command: &str,
+        details: Value,
+        just_added: bool,
+    ) -> Result<(), Failure> {
+        // Under --dry-run a server that `add_server` would have added does not exist yet.
+        if !just_added {
+            self.dry_run_check(run, server)?;
+        }
         let mut journaled = json!({"sockets": self.sockets(), "server": server});
         if let (Value::Object(j), Value::Object(d)) = (&mut journaled, details) {
             j.extend(d);
