@@ -40,7 +40,7 @@ pub struct Function {
 /// the very consts `Opts::new` checks the keys against at run time, so `runner check` and a run
 /// cannot disagree. A test checks that every primitive with an `options` or `spec` map is listed.
 pub const OPTION_KEYS: &[(&str, &str, &[&str])] = {
-    use crate::prims::{docker, flow, haproxy, host, http, ssh, watch};
+    use crate::prims::{docker, flow, haproxy, host, http, lock, ssh, watch};
     &[
         ("docker", "docker", docker::DOCKER_KEYS),
         ("docker", "run", docker::RUN_KEYS),
@@ -64,6 +64,7 @@ pub const OPTION_KEYS: &[(&str, &str, &[&str])] = {
         ("host", "upload", host::WRITE_KEYS),
         ("http", "http_get", http::GET_KEYS),
         ("http", "wait_http", http::WAIT_HTTP_KEYS),
+        ("lock", "lock", lock::LOCK_KEYS),
         ("watch", "watch", watch::WATCH_KEYS),
     ]
 };

@@ -87,6 +87,26 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
     },
+    /// Break a lock, printing who held it since when
+    ///
+    /// A lock a run took with `lock(NAME, ...)` or `--lock NAME`: on this machine, or with --host
+    /// on that host. For a lock that is stale (its run was killed) or that you know is not needed.
+    Unlock {
+        /// The lock's name, as the run gave it.
+        name: String,
+        /// The host the lock is on: [user@]host[:port], a host of the inventory (-i), or `local`
+        /// (this machine's /tmp/runner-locks, for locks taken with `host: local()`).
+        #[arg(long, value_name = "SPEC")]
+        host: Option<String>,
+        /// An inventory that names the host (with its address, user, key...).
+        #[arg(
+            short = 'i',
+            long = "inventory",
+            value_name = "FILE",
+            requires = "host"
+        )]
+        inventory: Option<PathBuf>,
+    },
     /// Print every function with its signature and doc comment.
     Doc {
         /// Only this module (flow, host, http, or a standard library module).
@@ -200,6 +220,10 @@ struct RunArgs {
     /// With --resume: resume a journal of another script (or of this one before it changed).
     #[arg(long, requires = "resume")]
     force: bool,
+    /// Run the whole play holding this lock (on this machine); another run holding it makes this
+    /// one fail at once, naming it.
+    #[arg(long, value_name = "NAME")]
+    lock: Option<String>,
     /// Watch these URLs while the play runs (the traffic guard): requests, failures, latency.
     #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
     watch: Vec<String>,
@@ -258,6 +282,7 @@ impl RunArgs {
             limit: self.limit,
             resume: self.resume,
             force: self.force,
+            lock: self.lock,
             watch: self.watch,
             max_errors: self
                 .max_errors
@@ -369,6 +394,22 @@ fn dispatch(cli: Cli) -> Result<(), Error> {
                 println!("{line}");
             }
             Ok(())
+        }
+        Command::Unlock {
+            name,
+            host,
+            inventory,
+        } => {
+            let inventory = inventory
+                .as_deref()
+                .map(Inventory::load)
+                .transpose()?
+                .map(Arc::new);
+            Runner::new(Config {
+                inventory,
+                ..Config::default()
+            })?
+            .unlock(&name, host.as_deref())
         }
         Command::Doc {
             definitions: Some(dir),

@@ -32,6 +32,8 @@ pub struct Config {
     pub resume: Option<PathBuf>,
     /// `--force`: resume a journal of another script (or of this one before it changed).
     pub force: bool,
+    /// `--lock NAME`: the whole run holds this lock (on this machine), taken before the script runs.
+    pub lock: Option<String>,
     /// `--watch URL,...`: traffic guards for the whole play.
     pub watch: Vec<String>,
     /// `--max-errors N|P%`: the error budget of the `--watch` guards.

@@ -104,6 +104,7 @@ kinds! {
     NoSuchProcess = "no_such_process": "a master CLI worker that is gone, or no worker left",
     ReloadFailed = "reload_failed": "a master CLI reload failed: the previous workers keep running",
     UnknownOutcome = "unknown_outcome": "a change was sent and its answer lost: it may have been applied",
+    Locked = "locked": "a lock is held by another run (the message names its owner: pid, user, host, script, since), or was left by a run that is gone (stale: `runner unlock` breaks it)",
     PidFile = "pid_file": "a pid file is empty or holds no pid",
     Docker = "docker": "a docker command failed; the message quotes docker",
     DockerMissing = "docker_missing": "the docker command is not installed on the host",

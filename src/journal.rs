@@ -26,13 +26,18 @@ use serde_json::{json, Value};
 
 use crate::secrets::Secrets;
 
-/// The folder of the run journals: `$XDG_STATE_HOME/runner/runs` (`~/.local/state/runner/runs`).
-pub fn runs_dir() -> PathBuf {
+/// runner's state folder: `$XDG_STATE_HOME/runner` (`~/.local/state/runner`).
+pub fn state_dir() -> PathBuf {
     let base = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(std::env::temp_dir);
-    base.join("runner/runs")
+    base.join("runner")
+}
+
+/// The folder of the run journals: `$XDG_STATE_HOME/runner/runs` (`~/.local/state/runner/runs`).
+pub fn runs_dir() -> PathBuf {
+    state_dir().join("runs")
 }
 
 /// Now, as journals and JSON events write it.
@@ -45,7 +50,7 @@ pub struct Journal {
     /// Masked as `***` in every record written.
     secrets: Arc<Secrets>,
     file: Mutex<Option<File>>,
-    /// The `run_start` record, written before the first other record.
+    /// The `run_start` record, written before the first other record (and kept: see `header`).
     header: Mutex<Option<Value>>,
     next_id: AtomicU64,
 }
@@ -87,6 +92,11 @@ impl Journal {
         *self.header.lock().unwrap() = Some(header);
     }
 
+    /// The `run_start` record's fields (script, user, host, pid...), once set.
+    pub fn header(&self) -> Option<Value> {
+        self.header.lock().unwrap().clone()
+    }
+
     /// A new effect id.
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::SeqCst)
@@ -110,7 +120,7 @@ impl Journal {
                 .append(true)
                 .mode(0o600)
                 .open(&self.path)?;
-            if let Some(header) = self.header.lock().unwrap().take() {
+            if let Some(header) = self.header.lock().unwrap().clone() {
                 let header = with_type("run_start", header).to_string();
                 writeln!(f, "{}", self.secrets.mask(&header))?;
             }

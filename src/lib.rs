@@ -21,6 +21,7 @@ pub mod inventory;
 pub mod journal;
 pub mod ledger;
 pub mod libs;
+pub mod lock;
 pub mod opts;
 pub mod prims;
 pub mod render;
@@ -228,6 +229,66 @@ impl Runner {
             ));
         }
         Ok(())
+    }
+
+    /// `runner unlock NAME [--host SPEC]`: break the lock, printing who held it since when. The
+    /// host is a name of the inventory, `local`, or `[user@]host[:port]`. Recorded as a run.
+    pub fn unlock(&self, name: &str, host: Option<&str>) -> Result<(), Error> {
+        use prims::host::{Host, Transport};
+        let lock = match host {
+            None => lock::Lock::local(name),
+            Some(spec) => {
+                let from_inventory = self
+                    .config
+                    .inventory
+                    .as_ref()
+                    .and_then(|inv| inv.hosts.iter().find(|e| e.name == spec));
+                let host = match from_inventory {
+                    Some(e) => Host::from(e),
+                    None if spec == "local" => Host::local(),
+                    None => {
+                        let target = prims::ssh::SshTarget::parse(spec)
+                            .map_err(|f| Error::Usage(f.message))?;
+                        Host::new(spec, rhai::Map::new(), Transport::Ssh(target))
+                    }
+                };
+                lock::Lock::on(host, name)
+            }
+        }
+        .map_err(|f| Error::Usage(f.message))?;
+        let mut shown = format!("runner unlock {}", prims::host::quote(name));
+        if let Some(h) = host {
+            shown.push_str(&format!(" --host {}", prims::host::quote(h)));
+        }
+        script::execute_native(self, "unlock", &shown, |run| {
+            let not_held = || {
+                Failure::new(
+                    Kind::NotFound,
+                    lock.shown(),
+                    format!("{} is not held: nothing to break", lock.shown()),
+                )
+            };
+            if let lock::Found::Free = lock.inspect(run)? {
+                return Err(not_held());
+            }
+            let found = lock.break_it(run)?;
+            if let lock::Found::Free = found {
+                return Err(not_held());
+            }
+            let stale = match &found {
+                lock::Found::Held(owner) => owner
+                    .stale_reason()
+                    .map(|why| format!(" (stale: {why})"))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            run.report.print(&format!(
+                "broke {}: it was {}{stale}",
+                lock.shown(),
+                lock.describe(&found)
+            ));
+            Ok(())
+        })
     }
 
     /// A reporter for output outside a run (`check`, `hosts`).

@@ -25,6 +25,13 @@ thread_local! {
     static WAIT_DEADLINE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
 }
 
+/// Something a run holds until it gives it back (a lock), by a key that names it.
+pub struct Holding {
+    pub key: String,
+    /// Gives it back; reports its own failure (the run is ending or moving on).
+    pub release: Box<dyn FnOnce(&Run) + Send>,
+}
+
 /// A `defer` closure and where it was registered.
 struct Deferred {
     seq: u64,
@@ -57,6 +64,8 @@ pub struct Run {
     stopped_by_guard: Mutex<Option<String>>,
     /// Checkpoints completed (`once`), by key: in the run this one resumes, and in this run.
     checkpoints: Mutex<HashMap<String, Value>>,
+    /// What the run holds (locks), last taken last: given back when the run ends, however it ends.
+    holdings: Mutex<Vec<Holding>>,
     http: std::sync::OnceLock<reqwest::Client>,
 }
 
@@ -79,6 +88,7 @@ impl Run {
             defers: Mutex::default(),
             defer_seq: Default::default(),
             checkpoints: Mutex::default(),
+            holdings: Mutex::default(),
             guards: Mutex::default(),
             stopped_by_guard: Mutex::default(),
             http: Default::default(),
@@ -325,6 +335,45 @@ impl Run {
         let r = f();
         self.cancel.lock().unwrap().cancel();
         r
+    }
+
+    /// Hold `key` until `release` or the end of the run (`release_all`).
+    pub fn hold(&self, key: &str, release: impl FnOnce(&Run) + Send + 'static) {
+        self.holdings.lock().unwrap().push(Holding {
+            key: key.to_string(),
+            release: Box::new(release),
+        });
+    }
+
+    /// Whether the run holds `key`.
+    pub fn holds(&self, key: &str) -> bool {
+        self.holdings.lock().unwrap().iter().any(|h| h.key == key)
+    }
+
+    /// Give `key` back now, if the run holds it.
+    pub fn release(&self, key: &str) {
+        let holding = {
+            let mut held = self.holdings.lock().unwrap();
+            let i = held.iter().rposition(|h| h.key == key);
+            i.map(|i| held.remove(i))
+        };
+        if let Some(h) = holding {
+            (h.release)(self);
+        }
+    }
+
+    /// Give back everything still held, last taken first: at the end of the run, after the
+    /// deferred cleanups (which may need what is held), also after Ctrl-C.
+    pub fn release_all(&self) {
+        loop {
+            let Some(h) = self.holdings.lock().unwrap().pop() else {
+                return;
+            };
+            if self.interrupted() {
+                self.allow_cleanup();
+            }
+            (h.release)(self);
+        }
     }
 
     /// The shared HTTP client.

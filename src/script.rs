@@ -57,8 +57,18 @@ pub fn execute(
     if let (Some(script), None) = (header["script"].as_str(), &resumed) {
         warn_if_last_run_incomplete(&run, script);
     }
+    // `--lock NAME`: the whole run under the lock, taken before the script starts.
+    if let Err(f) = take_run_lock(&run) {
+        let msg = format!("error: {}", f.message);
+        let end = finish(&run, "failed", started, Some(&msg));
+        run.report
+            .error(&msg, json!({"exit_code": 1, "kind": f.kind.as_str()}));
+        run.report.event(with_event("run_end", end));
+        return Err(Error::Script(msg));
+    }
 
     if let Err(e) = start_guards(&run) {
+        run.release_all();
         let e = Error::Usage(e.message);
         run.report
             .error(&format!("error: {e}"), json!({"exit_code": 2}));
@@ -79,7 +89,10 @@ pub fn execute(
                     run_defers(&run, &engine, None)
                 }))
                 .unwrap_or(false);
-                (result, cleanup_ok)
+                // Locks last: the cleanups may need them held.
+                let released =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.release_all()));
+                (result, cleanup_ok && released.is_ok())
             })
             .expect("a thread for the script")
             .join()
@@ -192,6 +205,50 @@ fn preflight(
         )));
     }
     Ok(())
+}
+
+/// `--lock NAME`: take the run's lock (waiting for none), held until the run ends.
+fn take_run_lock(run: &Run) -> Result<(), Failure> {
+    let Some(name) = &run.config.lock else {
+        return Ok(());
+    };
+    let lock = crate::lock::Lock::local(name)?;
+    if let Some(me) = lock.acquire(run, crate::lock::DEFAULT_TTL, std::time::Duration::ZERO)? {
+        crate::lock::hold(run, &lock, me);
+    }
+    Ok(())
+}
+
+/// A run of one of runner's own operations rather than a script (`runner unlock`), recorded the
+/// same way: the journal's header (`shown` as its script), the effects, the end and the recap.
+/// `name` names its journal file.
+pub fn execute_native(
+    runner: &Runner,
+    name: &str,
+    shown: &str,
+    op: impl FnOnce(&Run) -> Result<(), Failure>,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    let run = runner.new_run(name);
+    run.journal
+        .set_header(header(&run, shown, shown, None, None));
+    let result = op(&run);
+    run.ssh.close_all();
+    let error = result
+        .as_ref()
+        .err()
+        .map(|f| format!("error: {}", f.message));
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    finish(&run, outcome, started, error.as_deref());
+    match result {
+        Ok(()) => Ok(()),
+        Err(f) => {
+            let msg = error.unwrap_or_default();
+            run.report
+                .error(&msg, json!({"exit_code": 1, "kind": f.kind.as_str()}));
+            Err(Error::Script(msg))
+        }
+    }
 }
 
 /// The end of a run: the recap for people, the journal's `run_end` record. Returns its fields.

@@ -353,7 +353,9 @@ fn doc_lists_every_function_with_its_doc_comment() {
         .args(&["doc", "nosuch"])
         .run()
         .code(2)
-        .stderr_has("modules: docker, errors, flow, haproxy, host, http, nginx, process, rolling");
+        .stderr_has(
+            "modules: docker, errors, flow, haproxy, host, http, lock, nginx, process, rolling",
+        );
 }
 
 #[test]

@@ -1100,6 +1100,82 @@ impl Haproxy {
             .unwrap_or_else(|| panic!("no web_servers/{server} in {stat}"))
     }
 
+    /// Reload as an operator applies a configuration change. A standalone haproxy: start a new
+    /// one on the same configuration with `-sf <old pid>`; it binds new listeners (the stats
+    /// sockets are new files at the same paths) and tells the old one to finish softly: that one
+    /// stops its proxies and exits once its last session, a CLI connection included, has ended;
+    /// `pid()` is then the new process. With `master()`: SIGUSR2 to the master, as `systemctl
+    /// reload` does; the master starts a new worker, which inherits the listeners (the socket files
+    /// stay), and the old worker finishes softly. Returns when a new process serves the admin socket.
+    pub fn reload(&mut self) {
+        if self.master.exists() {
+            let old_worker = self.serving_pid();
+            let master = self.child.id() as i32;
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(master),
+                nix::sys::signal::Signal::SIGUSR2,
+            )
+            .unwrap();
+            self.wait_serving(|pid| pid != old_worker && children(master).contains(&pid));
+            return;
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("haproxy.log"))
+            .unwrap();
+        let child = Command::new(require("haproxy"))
+            .arg("-db")
+            .arg("-f")
+            .arg(self.config_path())
+            .arg("-sf")
+            .arg(self.child.id().to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("haproxy starts");
+        let mut retired = std::mem::replace(&mut self.child, child);
+        std::thread::spawn(move || {
+            if !within(Duration::from_secs(20), || {
+                matches!(retired.try_wait(), Ok(Some(_)))
+            }) {
+                let _ = retired.kill();
+                let _ = retired.wait();
+            }
+        });
+        let new = self.child.id() as i32;
+        self.wait_serving(|pid| pid == new);
+    }
+
+    /// The pid `show info` gives on a new connection to the admin socket (0 if it does not answer).
+    fn serving_pid(&self) -> i32 {
+        let info = (|| -> std::io::Result<String> {
+            let mut s = UnixStream::connect(&self.admin)?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"show info\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })()
+        .unwrap_or_default();
+        info.lines()
+            .find_map(|l| l.strip_prefix("Pid: "))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Wait until the process serving the admin socket is one that `new` accepts.
+    fn wait_serving(&self, new: impl Fn(i32) -> bool) {
+        eventually_ok(
+            Duration::from_secs(10),
+            || match self.serving_pid() {
+                pid if new(pid) => Ok(()),
+                pid => Err(format!("still served by pid {pid}\n{}", self.log())),
+            },
+            "no new haproxy process serves the admin socket after the reload",
+        );
+    }
+
     /// Wait until HAProxy has seen `web_servers/<server>` answer its health checks.
     pub fn wait_up(&self, server: &str) {
         eventually_ok(

@@ -187,9 +187,14 @@ fn docker_rolling_upgrade_over_ssh_hosts_drops_no_request_and_upgrades_one_serve
     assert!(lb.status("web1").starts_with("UP"), "{}", lb.status("web1"));
     assert!(lb.status("web2").starts_with("UP"), "{}", lb.status("web2"));
 
-    // One server out at a time, each redeployed on its own host (over SSH) while out of rotation.
+    // One server out at a time, each redeployed on its own host (over SSH) while out of rotation,
+    // the whole upgrade under its lock (on this machine).
     let sock = lb.sock();
-    let mut expected = Vec::new();
+    let lock = |how: &str| {
+        let name = format!("rolling haproxy({sock}) web_servers");
+        ("local".to_string(), format!("{how} lock {name:?}"))
+    };
+    let mut expected = vec![lock("take")];
     for (server, host, h) in [("web1", "web1", &a), ("web2", "node2", &b)] {
         let lb_state = |s: &str| {
             (
@@ -207,6 +212,7 @@ fn docker_rolling_upgrade_over_ssh_hosts_drops_no_request_and_upgrades_one_serve
             lb_state("ready"),
         ]);
     }
+    expected.push(lock("release"));
     let j: Vec<(String, String)> = journal_lines(&out.path("j.jsonl"))
         .iter()
         .map(|e| {
@@ -257,15 +263,18 @@ fn docker_rolling_upgrade_stops_at_a_host_whose_image_is_missing_leaving_its_old
     assert_eq!(lb.status("web2"), "MAINT");
     assert_eq!(b.state(), format!("running {}", test_image("v1")));
     assert_eq!(http_get_raw(b.port, "/"), Ok((200, "web2 v1".to_string())));
-    // Nothing of node2 changed but its HAProxy state: the journal ends with what was left.
+    // Nothing of node2 changed but its HAProxy state: the journal ends with what was left, and
+    // the release of the upgrade's lock.
     let journal = journal_lines(&out.path("j.jsonl"));
     let j: Vec<&str> = journal
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
+    let lock = |how: &str| format!("{how} lock \"rolling haproxy({}) web_servers\"", lb.sock());
     assert_eq!(
         j,
         [
+            &lock("take"),
             "set server web_servers/web1 state drain",
             "set server web_servers/web1 state maint",
             &format!("docker rm {}", a.container),
@@ -275,9 +284,10 @@ fn docker_rolling_upgrade_stops_at_a_host_whose_image_is_missing_leaving_its_old
             "set server web_servers/web2 state drain",
             "set server web_servers/web2 state maint",
             &format!("docker pull {absent}"),
+            &lock("release"),
         ]
     );
-    assert_ne!(journal.last().unwrap()["outcome"], "ok", "{journal:?}");
+    assert_ne!(journal[journal.len() - 2]["outcome"], "ok", "{journal:?}");
     a.sshd.assert_no_clients_left();
     b.sshd.assert_no_clients_left();
 }

@@ -8,6 +8,7 @@ pub mod flow;
 pub mod haproxy;
 pub mod host;
 pub mod http;
+pub mod lock;
 pub mod privilege;
 pub mod process;
 pub mod ssh;
@@ -23,6 +24,7 @@ pub fn modules() -> Vec<(&'static str, Module)> {
         ("haproxy", rhai::exported_module!(haproxy::haproxy_api)),
         ("host", rhai::exported_module!(host::host_api)),
         ("http", rhai::exported_module!(http::http_api)),
+        ("lock", rhai::exported_module!(lock::lock_api)),
         ("process", rhai::exported_module!(process::process_api)),
         ("watch", rhai::exported_module!(watch::watch_api)),
         ("text", rhai::exported_module!(text::text_api)),

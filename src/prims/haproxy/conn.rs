@@ -2,15 +2,28 @@
 //! (`prompt`): every complete answer ends with a prompt line, so one connection carries any number of
 //! commands. A connection HAProxy closed while idle is reopened before the next command; an answer
 //! cut off is sent again only when the command only reads.
+//!
+//! A reload (`haproxy -sf OLDPID`) does not close the connection: the new process binds a new
+//! socket file at the same path, and the old one keeps answering on connections made before, with
+//! its stale values, refusing every change (`Proxy is disabled.`) until its last session ends. So
+//! before each command the path is looked at (a `stat`, about a microsecond): when it names
+//! another file than the one the connection was made to, the connection is dropped and a new one
+//! made, to the process that serves the path now. Where there is no file to look at (a TCP socket),
+//! or the file stays the same (a worker's stats socket under a master: the new worker inherits its
+//! listener), the process itself is asked (`show info`: `Stopping: 1`) before a command on a
+//! connection that was idle for `RECHECK_IDLE` or more, and when a reused connection answers
+//! `Proxy is disabled.`; a stopping process was replaced, and the command goes to a new connection.
+//! Commands in a burst (a loop of reads) are not asked about: they cost one round trip each.
 
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use super::parse::error_kind;
+use super::parse::{error_kind, words};
 use crate::error::{Failure, Kind};
 
 /// Where a stats socket listens.
@@ -49,11 +62,42 @@ impl Addr {
     }
 }
 
+/// A connection idle this long is checked for a process that a reload replaced (see above): long
+/// against the commands of a burst, short against the waits and pauses of a playbook.
+const RECHECK_IDLE: Duration = Duration::from_millis(50);
+
+/// Which socket a connection was made to: a reload puts a new file at the same path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Served {
+    /// The file at a unix socket's path: (device, inode).
+    File(u64, u64),
+    /// The path names nothing (HAProxy stopped or is starting).
+    Missing,
+    /// A TCP socket: no file to look at.
+    Tcp,
+}
+
+impl Served {
+    /// Whether a connection made to `self` reaches what serves `now`. A path that names nothing
+    /// is served by no process: a connection made before reaches one that is going away.
+    pub(super) fn same(self, now: Served) -> bool {
+        self == now && self != Served::Missing
+    }
+}
+
 /// What a connection is: a unix or TCP stream.
 pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 pub(super) type Conn = Box<dyn Stream>;
+
+/// An open connection and the socket it was made to.
+pub(super) struct Open {
+    conn: Conn,
+    made_to: Served,
+    /// When its last answer came.
+    used: Instant,
+}
 
 /// How an exchange on a connection ended.
 pub(super) enum Answer {
@@ -74,19 +118,42 @@ pub(super) struct Socket {
     /// None between commands when no connection is open. Taken out while a command runs, so a
     /// command abandoned half-way (timeout, Ctrl-C) drops its connection instead of leaving an
     /// unread answer for the next command.
-    conn: tokio::sync::Mutex<Option<Conn>>,
+    conn: tokio::sync::Mutex<Option<Open>>,
     /// This socket did not answer `prompt` with a prompt: one connection per command.
     oneshot: AtomicBool,
+    /// A master CLI: it closes its connections when it reloads, and has no `Stopping` to ask.
+    master: bool,
+    /// A reload was seen since `take_replaced` was last called: the run says so.
+    replaced: AtomicBool,
 }
 
 impl Socket {
-    pub(super) fn new(label: &str) -> Result<Socket, Failure> {
+    pub(super) fn new(label: &str, master: bool) -> Result<Socket, Failure> {
         Ok(Socket {
             label: label.trim().to_string(),
             addr: Addr::parse(label)?,
             conn: tokio::sync::Mutex::new(None),
             oneshot: AtomicBool::new(false),
+            master,
+            replaced: AtomicBool::new(false),
         })
+    }
+
+    /// What serves the address now.
+    pub(super) fn served(&self) -> Served {
+        use std::os::unix::fs::MetadataExt;
+        match &self.addr {
+            Addr::Unix(p) => match std::fs::metadata(p) {
+                Ok(m) => Served::File(m.dev(), m.ino()),
+                Err(_) => Served::Missing,
+            },
+            Addr::Tcp(_) => Served::Tcp,
+        }
+    }
+
+    /// Whether a reload was seen since the last call.
+    pub(super) fn take_replaced(&self) -> bool {
+        self.replaced.swap(false, Ordering::SeqCst)
     }
 
     pub(super) async fn connect(&self) -> Result<Conn, Failure> {
@@ -118,10 +185,17 @@ impl Socket {
     }
 
     /// A new connection in interactive mode, or None when the socket does not speak it.
-    pub(super) async fn open(&self) -> Result<Option<Conn>, Failure> {
+    pub(super) async fn open(&self) -> Result<Option<Open>, Failure> {
+        // Looked at before connecting: a reload in between makes the next command reconnect once
+        // more, never keep a connection to the old process.
+        let made_to = self.served();
         let mut conn = self.connect().await?;
         match exchange(&mut conn, "prompt").await {
-            Answer::Prompt(_) => Ok(Some(conn)),
+            Answer::Prompt(_) => Ok(Some(Open {
+                conn,
+                made_to,
+                used: Instant::now(),
+            })),
             Answer::Ended(..) => {
                 self.oneshot.store(true, Ordering::SeqCst);
                 Ok(None)
@@ -137,6 +211,11 @@ impl Socket {
     /// it (writing it failed), or when it only reads (`read_only`). A change whose connection ended
     /// after it was written may have been applied: it fails with kind "unknown_outcome", never sent
     /// twice.
+    ///
+    /// The same holds for a reload seen only after the command was written (the socket's file
+    /// changed meanwhile): its answer came from the process being replaced. A read is asked again,
+    /// of the new process; a change that process refused (a known error answer) is sent to the new
+    /// one; a change it accepted is of unknown outcome: the live process may not have it.
     pub(super) async fn send(&self, line: &str, read_only: bool) -> Result<String, Failure> {
         let mut slot = self.conn.lock().await;
         let mut resent = false;
@@ -144,22 +223,60 @@ impl Socket {
             if self.oneshot.load(Ordering::SeqCst) {
                 return self.send_oneshot(line).await;
             }
-            // A connection HAProxy closed while idle (`stats timeout`, a restart) is replaced
-            // before the command is written.
+            // A connection HAProxy closed while idle (`stats timeout`, a restart), or made to a
+            // process a reload replaced, is replaced before the command is written.
+            let now = self.served();
             let idle = match slot.take() {
-                Some(mut c) => (!closed(&mut c).await).then_some(c),
+                Some(open) if !open.made_to.same(now) => {
+                    self.replaced.store(true, Ordering::SeqCst);
+                    None
+                }
+                Some(mut open) => {
+                    if closed(&mut open.conn).await {
+                        None
+                    } else if !self.master
+                        && open.used.elapsed() >= RECHECK_IDLE
+                        && stopping(&mut open.conn).await
+                    {
+                        self.replaced.store(true, Ordering::SeqCst);
+                        None
+                    } else {
+                        Some(open)
+                    }
+                }
                 None => None,
             };
-            let mut conn = match idle {
-                Some(c) => c,
+            let (mut open, reused) = match idle {
+                Some(open) => (open, true),
                 None => match self.open().await? {
-                    Some(c) => c,
+                    Some(open) => (open, false),
                     None => return self.send_oneshot(line).await,
                 },
             };
-            match exchange(&mut conn, line).await {
+            match exchange(&mut open.conn, line).await {
                 Answer::Prompt(text) => {
-                    *slot = Some(conn);
+                    let refused = error_kind(&text).is_some();
+                    if !open.made_to.same(self.served()) {
+                        self.replaced.store(true, Ordering::SeqCst);
+                        if !resent && (read_only || refused) {
+                            resent = true;
+                            continue;
+                        }
+                        if !refused {
+                            return Err(self.replaced_in_flight(line, &text, read_only));
+                        }
+                    } else if reused
+                        && !resent
+                        && !self.master
+                        && text.trim() == "Proxy is disabled."
+                        && stopping(&mut open.conn).await
+                    {
+                        self.replaced.store(true, Ordering::SeqCst);
+                        resent = true;
+                        continue;
+                    }
+                    open.used = Instant::now();
+                    *slot = Some(open);
                     return Ok(text);
                 }
                 // A whole error line after which HAProxy closes (the master CLI does so for a
@@ -171,6 +288,31 @@ impl Socket {
                 Answer::Ended(text, e) => return Err(self.cut_off(line, &text, e, read_only)),
             }
         }
+    }
+
+    /// The socket's file changed between writing `line` and its answer `text` (for a read: on its
+    /// second try).
+    pub(super) fn replaced_in_flight(&self, line: &str, text: &str, read_only: bool) -> Failure {
+        let label = &self.label;
+        if read_only {
+            return Failure::new(
+                Kind::Io,
+                label,
+                format!("{label}: `{line}`: HAProxy was reloaded while the command was answered, and it had been sent again once already (tried twice)"),
+            );
+        }
+        let answer = if text.trim().is_empty() {
+            "accepted it".to_string()
+        } else {
+            format!("answered {:?}", words(text))
+        };
+        Failure::new(
+            Kind::UnknownOutcome,
+            label,
+            format!(
+                "{label}: `{line}`: HAProxy was reloaded while the command was in flight: the process that {answer} is the one being replaced, so the live process may not have the change (not sent again: check the state before retrying)"
+            ),
+        )
     }
 
     /// One connection for one command: HAProxy answers and closes.
@@ -225,6 +367,15 @@ impl Socket {
                 ),
             )
         }
+    }
+}
+
+/// Whether the process at the other end of a connection is stopping (`show info`: `Stopping: 1`):
+/// a reload replaced it. A connection that fails to answer is of no use either.
+pub(super) async fn stopping(conn: &mut Conn) -> bool {
+    match exchange(conn, "show info").await {
+        Answer::Prompt(info) => info.lines().any(|l| l.trim() == "Stopping: 1"),
+        _ => true,
     }
 }
 

@@ -74,12 +74,19 @@ impl Sockets {
             Some(p) => format!("{p} {command}"),
             None => command.to_string(),
         };
-        run.block_on(
+        let answer = run.block_on(
             &ep.label(),
             &format!("`{command}`"),
             Some(self.timeout),
             ep.socket.send(&line, read_only(command)),
-        )
+        );
+        if ep.socket.take_replaced() {
+            run.report.info(&format!(
+                "{}: HAProxy was reloaded: a new process serves the socket, commands go to it",
+                ep.socket.label
+            ));
+        }
+        answer
     }
 
     /// `ask`, except the master CLI's `reload`, which is confirmed with `show proc`.
@@ -165,9 +172,18 @@ impl Sockets {
         let mut failures: Vec<Failure> = Vec::new();
         let mut gone = Vec::new();
         for ep in eps {
-            let r = self
-                .exec(run, p, ep, command)
-                .and_then(|answer| check(ep, command, &answer).map(|()| answer));
+            let r = self.exec(run, p, ep, command);
+            // An old worker of a reload has stopped its proxies: it refuses every change while it
+            // finishes the sessions it holds, and takes no new one. There is nothing to change.
+            if ep.old && change && matches!(&r, Ok(a) if a.trim() == "Proxy is disabled.") {
+                run.report.debug(&format!(
+                    "{}: refuses `{command}` (its proxies stopped at the reload); skipped",
+                    ep.label()
+                ));
+                gone.push(ep.label());
+                continue;
+            }
+            let r = r.and_then(|answer| check(ep, command, &answer).map(|()| answer));
             match r {
                 // An old worker that exits (its last session ended) between `show proc` and this
                 // command gets an empty answer from the master instead of `Can't find the target
@@ -210,7 +226,7 @@ impl Sockets {
                 Kind::NoSuchProcess,
                 &label,
                 format!(
-                    "{label}: `{command}`: no worker left to answer ({} exited meanwhile)",
+                    "{label}: `{command}`: no worker left to answer ({} exited or stopped meanwhile)",
                     gone.join(", ")
                 ),
             ));

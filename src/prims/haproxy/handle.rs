@@ -60,13 +60,14 @@ impl Haproxy {
             ));
         }
         let interval = o.secs("interval")?.unwrap_or(DEFAULT_INTERVAL);
+        let master = o.bool("master", false)?;
         Ok(Haproxy(Arc::new(Inner {
             sockets: Sockets {
                 list: addrs
                     .iter()
-                    .map(|a| Socket::new(a))
+                    .map(|a| Socket::new(a, master))
                     .collect::<Result<_, _>>()?,
-                master: o.bool("master", false)?,
+                master,
                 timeout: o.secs("timeout")?.unwrap_or(DEFAULT_TIMEOUT),
             },
             interval: interval.max(Duration::from_millis(10)),

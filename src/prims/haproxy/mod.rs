@@ -10,10 +10,18 @@
 //! (it may have been applied). A socket that does not answer `prompt` with a prompt is used one
 //! connection per command instead.
 //!
+//! A reload does not close a connection to the stats socket: the old process keeps answering it,
+//! stale, refusing changes, until it exits. A connection is dropped when the socket's file was
+//! replaced (`haproxy -sf`: looked at with a `stat` before each command), or when its process says
+//! it is stopping (asked after a pause, and when it refuses a change with `Proxy is disabled.`: a
+//! worker's own socket under a master stays the same file); the command then goes to the new
+//! process. A change answered by the process a reload replaced is of unknown outcome.
+//!
 //! On a master CLI (`haproxy -W -S`), commands go to every worker `show proc` lists, the old workers
 //! of a reload included: they keep carrying their sessions to the backends until those end. A
-//! worker that exits in between is skipped. `reload`, which the 2.6 master answers by closing the
-//! connection, is confirmed with the reload counters of `show proc`.
+//! worker that exits in between is skipped, and so is an old worker's refusal of a change (its
+//! proxies stopped at the reload: there is nothing to change there). `reload`, which the 2.6
+//! master answers by closing the connection, is confirmed with the reload counters of `show proc`.
 //!
 //! The files: `conn.rs` the connection and its prompt protocol; `parse.rs` HAProxy's answers
 //! (`show stat`, `show info`, `show proc`, error texts) and the names sent; `fanout.rs` several

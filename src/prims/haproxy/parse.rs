@@ -26,6 +26,8 @@ pub(super) const ERRORS: &[(&str, Kind)] = &[
         Kind::StaticAlgorithm,
     ),
     ("Can't find the target PID", Kind::NoSuchProcess),
+    // A proxy stopped: by its configuration (`disabled`), or in a process that a reload replaced.
+    ("Proxy is disabled", Kind::Haproxy),
     (
         "Health check was not configured on this server",
         Kind::NotConfigured,
