@@ -7,7 +7,7 @@ use rhai::{Dynamic, Map};
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, Shard};
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::libs::{commands, Libs, Project};
@@ -64,6 +64,9 @@ enum Command {
         /// Output format (json: one object per host, with its connection, groups and vars).
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
+        /// Only the I-th of N stable shares of the hosts (as `play --shard`).
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<Shard>,
     },
     /// Show one run: its header, every change with its outcome, what it left where
     ///
@@ -230,6 +233,10 @@ struct RunArgs {
     /// The guard's error budget: failed requests (N) or a rate (1%); over it, the play stops.
     #[arg(long, value_name = "N|P%", requires = "watch")]
     max_errors: Option<String>,
+    /// Keep the I-th of N stable shares of every hosts(...) list (by a hash of the host name), so
+    /// that N jobs split a fleet.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<Shard>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Human)]
     output: Output,
@@ -283,6 +290,7 @@ impl RunArgs {
             resume: self.resume,
             force: self.force,
             lock: self.lock,
+            shard: self.shard,
             watch: self.watch,
             max_errors: self
                 .max_errors
@@ -293,6 +301,10 @@ impl RunArgs {
                 .transpose()?,
         })
     }
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    Shard::parse(s)
 }
 
 /// The inventory of `-i FILE`, with the `--limit` pattern checked against it: a pattern that matches
@@ -366,10 +378,12 @@ fn dispatch(cli: Cli) -> Result<(), Error> {
             limit,
             group,
             output,
+            shard,
         } => Runner::new(Config {
             inventory: load_inventory(Some(&inventory), limit.as_deref())?,
             limit,
             output,
+            shard,
             ..Config::default()
         })?
         .hosts(&group),

@@ -194,7 +194,7 @@ impl Runner {
             report.warn(w);
         }
         for e in inv
-            .select(group, self.config.limit.as_deref())
+            .select(group, self.config.limit.as_deref(), self.config.shard)
             .map_err(|f| Error::Usage(f.message))?
         {
             let address = match &e.ssh {

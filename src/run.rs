@@ -73,7 +73,17 @@ impl Run {
     pub fn new(config: Config, rt: tokio::runtime::Handle, script_name: &str) -> Arc<Run> {
         let secrets = Arc::<Secrets>::default();
         let report = Reporter::with_secrets(config.output, config.verbosity, secrets.clone());
-        let journal = Journal::new(config.journal.clone(), script_name, secrets.clone());
+        // Each shard of a fleet split with --shard has a journal of its own, named for it.
+        let name = match config.shard {
+            Some(s) => {
+                let stem = std::path::Path::new(script_name)
+                    .file_stem()
+                    .map_or("eval".into(), |s| s.to_string_lossy());
+                format!("{stem}-shard{}of{}", s.index, s.count)
+            }
+            None => script_name.to_string(),
+        };
+        let journal = Journal::new(config.journal.clone(), &name, secrets.clone());
         Arc::new(Run {
             config,
             rt,

@@ -348,6 +348,7 @@ fn header(
         "version": env!("CARGO_PKG_VERSION"),
         "dry_run": run.dry_run(),
         "resumed_from": resumed.map(|p| p.path.display().to_string()),
+        "shard": run.config.shard.map(|s| s.to_string()),
         "journal": run.journal.path().display().to_string(),
     })
 }

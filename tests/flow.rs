@@ -363,3 +363,68 @@ fn an_absurd_duration_is_a_usage_error_not_a_crash() {
         .code(1)
         .stderr_has("sleep: the duration of 100000000000000000000 seconds is more than a year");
 }
+
+#[test]
+fn shards_partition_a_fleet_every_host_in_exactly_one_and_each_journal_names_its_shard() {
+    let hosts: Vec<String> = (1..=20).map(|i| format!("web{i:02}")).collect();
+    let inventory = format!(
+        "[groups.web]\nhosts = [{}]\n[defaults]\nconnection = \"local\"\n",
+        hosts
+            .iter()
+            .map(|h| format!("\"{h}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut seen: Vec<String> = Vec::new();
+    for i in 1..=3 {
+        let out = Test::new()
+            .file("inv.toml", &inventory)
+            .script("for h in hosts(\"web\") { print(h.name) }\nlocal().run(\"true\");\n")
+            .args(&["-i", "inv.toml", "--shard", &format!("{i}/3")])
+            .run()
+            .success();
+        let names: Vec<String> = out.stdout.lines().map(str::to_string).collect();
+        assert!(
+            !names.is_empty() && names.len() < 20,
+            "shard {i}/3: {names:?}"
+        );
+        seen.extend(names);
+        let journal = std::fs::read_dir(out.path("state/runner/runs"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert!(
+            journal
+                .to_string_lossy()
+                .contains(&format!("-main-shard{i}of3-")),
+            "{}",
+            journal.display()
+        );
+        assert_eq!(journal_records(&journal)[0]["shard"], format!("{i}/3"));
+    }
+    seen.sort();
+    assert_eq!(seen, hosts, "every host in exactly one shard");
+    // The same host stays in the same shard when the fleet grows.
+    let grown = inventory.replace("\"web20\"]", "\"web20\", \"web21\"]");
+    let before = Test::new()
+        .file("inv.toml", &inventory)
+        .args(&["hosts", "-i", "inv.toml", "--shard", "2/3"])
+        .run()
+        .success();
+    let after = Test::new()
+        .file("inv.toml", &grown)
+        .args(&["hosts", "-i", "inv.toml", "--shard", "2/3"])
+        .run()
+        .success();
+    for line in before.stdout.lines() {
+        assert!(after.stdout.contains(line), "{line} moved out of shard 2/3");
+    }
+    Test::new()
+        .args(&["hosts", "-i", "inv.toml", "--shard", "4/3"])
+        .file("inv.toml", &inventory)
+        .run()
+        .code(2)
+        .stderr_has("expected I/N");
+}

@@ -187,8 +187,14 @@ impl Inventory {
         })
     }
 
-    /// The entries of `group` (or the host with that name), narrowed by `limit`.
-    pub fn select(&self, group: &str, limit: Option<&str>) -> Result<Vec<&Entry>, Failure> {
+    /// The entries of `group` (or the host with that name), narrowed by `limit`, and to the share
+    /// `shard` of them.
+    pub fn select(
+        &self,
+        group: &str,
+        limit: Option<&str>,
+        shard: Option<crate::config::Shard>,
+    ) -> Result<Vec<&Entry>, Failure> {
         let names: Vec<&str> = match self.groups.get(group) {
             Some(members) => members.iter().map(String::as_str).collect(),
             None if self.hosts.iter().any(|h| h.name == group) => vec![group],
@@ -214,6 +220,7 @@ impl Inventory {
             .hosts
             .iter()
             .filter(|h| names.contains(&h.name.as_str()) && allowed.contains(&h.name.as_str()))
+            .filter(|h| shard.is_none_or(|s| s.holds(&h.name)))
             .collect())
     }
 

@@ -277,7 +277,7 @@ pub mod host_api {
             )
         })?;
         Ok(inv
-            .select(group, run.config.limit.as_deref())?
+            .select(group, run.config.limit.as_deref(), run.config.shard)?
             .into_iter()
             .map(|e| Dynamic::from(Host::from(e)))
             .collect())
