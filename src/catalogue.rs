@@ -200,6 +200,14 @@ impl Function {
 
 /// Every function a script can call: runner's primitives, the standard library, Rhai's built-ins.
 pub fn functions() -> Vec<Function> {
+    let mut out = primitives();
+    out.extend(stdlib_functions());
+    out.extend(builtins());
+    out
+}
+
+/// runner's primitives, with their doc comments and option keys.
+pub fn primitives() -> Vec<Function> {
     let mut out = Vec::new();
     for (name, module) in crate::prims::modules() {
         let mut engine = rhai::Engine::new_raw();
@@ -213,16 +221,46 @@ pub fn functions() -> Vec<Function> {
                 .map(|m| Function::from_meta(Origin::Primitive(name), m).with_options(name)),
         );
     }
-    out.extend(stdlib_functions());
-    let mut builtin = rhai::Engine::new();
-    crate::prims::register_types(&mut builtin);
-    out.extend(
-        metadata(&builtin, None)
-            .into_iter()
-            .filter(|m| !m.name.starts_with("get$") && !m.name.starts_with("set$"))
-            .map(|m| Function::from_meta(Origin::Builtin, m)),
-    );
     out
+}
+
+/// Rhai's own functions (`len`, `split`, `contains`, ...): names, parameters and return types,
+/// read straight from the engine (not through JSON: `runner play` checks every script first, and
+/// the doc comments of Rhai's packages are half a megabyte of it).
+pub fn builtins() -> Vec<Function> {
+    let mut engine = rhai::Engine::new();
+    crate::prims::register_types(&mut engine);
+    engine.collect_fn_metadata(
+        None,
+        |info| {
+            let m = info.metadata;
+            if m.name.starts_with("get$") || m.name.starts_with("set$") {
+                return None;
+            }
+            let params = m
+                .params_info
+                .iter()
+                .map(|p| {
+                    let (n, t) = p.split_once(':').unwrap_or((p.as_str(), "?"));
+                    MetaParam {
+                        name: Some(n.trim().to_string()),
+                        ty: Some(t.trim().to_string()),
+                    }
+                })
+                .collect();
+            let meta = Meta {
+                name: m.name.to_string(),
+                access: String::new(),
+                is_anonymous: false,
+                num_params: m.num_params,
+                params,
+                return_type: m.return_type.to_string(),
+                doc_comments: Vec::new(),
+            };
+            Some(Function::from_meta(Origin::Builtin, meta))
+        },
+        true,
+    )
 }
 
 /// The public functions of the embedded standard library.

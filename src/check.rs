@@ -69,8 +69,11 @@ enum Lit {
 /// Check the script `source` (its text `text`, compiled as `ast`).
 pub fn check(run: &Run, engine: &Engine, ast: &AST, source: &str, text: &str) -> Report {
     let mut sigs: HashMap<String, Vec<Sig>> = HashMap::new();
-    for f in catalogue::functions() {
-        if f.getter || matches!(f.origin, Origin::Stdlib(_)) {
+    for f in catalogue::primitives()
+        .into_iter()
+        .chain(catalogue::builtins())
+    {
+        if f.getter {
             continue;
         }
         sigs.entry(f.name.clone()).or_default().push(Sig {

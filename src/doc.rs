@@ -10,7 +10,8 @@ use crate::resolver::{stdlib_source_name, STDLIB};
 
 /// The reference for `module` (a primitive domain, a stdlib module, or `errors`), or for everything.
 pub fn render(module: Option<&str>, markdown: bool) -> Result<String, Error> {
-    let functions = catalogue::functions();
+    let mut functions = catalogue::primitives();
+    functions.extend(catalogue::stdlib_functions());
     let mut sections: Vec<(String, Vec<&Function>)> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for (name, _) in crate::prims::modules() {
