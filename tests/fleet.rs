@@ -302,3 +302,33 @@ fn surge_over_three_servers_never_has_fewer_than_three_in_rotation_and_removes_t
         .iter()
         .all(|b| b.ends_with("v2")));
 }
+
+#[test]
+fn min_healthy_takes_a_server_that_turns_unhealthy_under_observation_out_and_counts_it_failed() {
+    let fleet = Fleet::start();
+    // web2 passes its first health check, then fails every later one.
+    let opts = "#{min_healthy: 1, max_failed: 1, health: |server| {\n\
+                \x20   if server != \"web2\" { return true; }\n\
+                \x20   local().run(\"echo >> web2-checks\", #{read_only: true});\n\
+                \x20   local().read_file(\"web2-checks\").len() <= 1\n\
+                }}";
+    Test::new()
+        .script(&rolling_script(
+            &fleet.lb,
+            "[\"web1\", \"web2\", \"web3\"]",
+            opts,
+            &fleet.roots(),
+        ))
+        .run()
+        .code(1)
+        .stderr_has("▸ Observing [\"web2\"] for 1s")
+        .stderr_has("web_servers/web2 its health check failed while under observation: taken out of rotation (maintenance)")
+        .stderr_has("done: [\"web1\", \"web3\"]");
+    assert!(
+        fleet.lb.status("web2").starts_with("MAINT"),
+        "{}",
+        fleet.lb.status("web2")
+    );
+    assert!(fleet.lb.status("web3").starts_with("UP"));
+    assert_eq!(fleet.page("web3"), "web3 v2");
+}
