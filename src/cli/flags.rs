@@ -7,9 +7,10 @@ use std::sync::Arc;
 use clap::Args;
 use rhai::{Dynamic, Map};
 
-use crate::config::{Config, Shard};
+use crate::config::Config;
 use crate::error::Error;
 use crate::inventory::Inventory;
+use crate::inventory::Shard;
 use crate::libs::{Libs, Project};
 use crate::report::Output;
 

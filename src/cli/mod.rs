@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, Shard};
+use crate::config::Config;
 use crate::error::Error;
 use crate::inventory::Inventory;
+use crate::inventory::Shard;
 use crate::report::Output;
 use crate::Runner;
 

@@ -193,7 +193,7 @@ impl Inventory {
         &self,
         group: &str,
         limit: Option<&str>,
-        shard: Option<crate::config::Shard>,
+        shard: Option<super::shard::Shard>,
     ) -> Result<Vec<&Entry>, Failure> {
         let names: Vec<&str> = match self.groups.get(group) {
             Some(members) => members.iter().map(String::as_str).collect(),
