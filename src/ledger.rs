@@ -174,15 +174,7 @@ impl Ledger {
         for m in marks {
             match m {
                 Mark::Out { key, what, state } => {
-                    self.left.insert(
-                        key.clone(),
-                        Left {
-                            target: target.to_string(),
-                            what: what.clone(),
-                            state: format!("{state}{suffix}"),
-                            since: time.to_string(),
-                        },
-                    );
+                    self.put(key, target, what, &format!("{state}{suffix}"), time)
                 }
                 Mark::Back { key } => {
                     self.left.remove(key);
@@ -190,6 +182,17 @@ impl Ledger {
                 Mark::Signal { pid, signal } => self.signal(target, time, *pid, signal, suffix),
             }
         }
+    }
+
+    /// `key` (`what` on `target`) is out of its normal state, `state`, since `time`.
+    fn put(&mut self, key: &str, target: &str, what: &str, state: &str, time: &str) {
+        let left = Left {
+            target: target.to_string(),
+            what: what.to_string(),
+            state: state.to_string(),
+            since: time.to_string(),
+        };
+        self.left.insert(key.to_string(), left);
     }
 
     /// nginx's binary upgrade, as its signals tell it: USR2 to a master leaves it the old master
@@ -200,15 +203,7 @@ impl Ledger {
         let key = format!("{target} pid {pid}");
         let what = format!("master {pid}");
         let out = |l: &mut Ledger, state: &str| {
-            l.left.insert(
-                key.clone(),
-                Left {
-                    target: target.to_string(),
-                    what: what.clone(),
-                    state: format!("{state}{suffix}"),
-                    since: time.to_string(),
-                },
-            );
+            l.put(&key, target, &what, &format!("{state}{suffix}"), time)
         };
         let marked = self.left.contains_key(&key);
         match signal {

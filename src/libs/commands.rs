@@ -112,24 +112,14 @@ pub fn update(cwd: &Path, target: Option<&str>, force: bool) -> Result<Vec<Strin
         if only.as_ref().is_some_and(|o| *o != name) {
             continue;
         }
-        let Source::Git { url, reference } = &source else {
+        let Source::Git { .. } = &source else {
             lines.push(format!(
                 "{name}: a path library ({}), used as it is",
                 source.describe()
             ));
             continue;
         };
-        refuse_modified(&project, &name, &source, force)?;
-        let mirror = git::fetch(&git::absolute_url(url, &project.dir))?;
-        let commit = git::resolve(&mirror, url, reference.as_deref())?;
-        lines.push(lock_commit(
-            &mut project,
-            &name,
-            url,
-            reference,
-            &mirror,
-            &commit,
-        )?);
+        lines.push(fetch_and_lock(&mut project, &name, &source, force)?);
     }
     if only.is_none() {
         lines.extend(drop_undeclared(&mut project, force)?);
@@ -234,18 +224,8 @@ pub fn install(cwd: &Path, frozen: bool, force: bool) -> Result<Vec<String>, Str
                     short(&locked.commit)
                 ));
             }
-            (Source::Git { url, reference }, _) => {
-                refuse_modified(&project, &name, &source, force)?;
-                let mirror = git::fetch(&git::absolute_url(url, &project.dir))?;
-                let commit = git::resolve(&mirror, url, reference.as_deref())?;
-                lines.push(lock_commit(
-                    &mut project,
-                    &name,
-                    url,
-                    reference,
-                    &mirror,
-                    &commit,
-                )?);
+            (Source::Git { .. }, _) => {
+                lines.push(fetch_and_lock(&mut project, &name, &source, force)?);
             }
             (Source::Path(_), _) => unreachable!("a path library has a path status"),
         }
@@ -387,6 +367,23 @@ fn refuse_modified(
         ));
     }
     Ok(())
+}
+
+/// Fetch the git library `name` (`source`), check out the commit its ref names and lock it (a
+/// library edited by hand is refused unless `force`); the line saying what changed.
+fn fetch_and_lock(
+    project: &mut Project,
+    name: &str,
+    source: &Source,
+    force: bool,
+) -> Result<String, String> {
+    let Source::Git { url, reference } = source else {
+        return Err(format!("library `{name}` is a path, not a git library"));
+    };
+    refuse_modified(project, name, source, force)?;
+    let mirror = git::fetch(&git::absolute_url(url, &project.dir))?;
+    let commit = git::resolve(&mirror, url, reference.as_deref())?;
+    lock_commit(project, name, url, reference, &mirror, &commit)
 }
 
 /// Check `commit` out as `name` and lock it; the line saying what changed.
