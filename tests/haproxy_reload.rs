@@ -315,3 +315,48 @@ fn after_a_master_reload_a_change_through_the_master_cli_reaches_the_new_worker_
     assert_eq!(lb.weight("web1"), 9);
     assert!(download.join().unwrap() > 2_400_000);
 }
+
+#[test]
+fn a_command_while_haproxy_restarts_waits_for_the_new_process_instead_of_failing() {
+    let mut lb = Haproxy::start();
+    let out = run_pausing(
+        &format!(
+            "let lb = haproxy(\"{}\");\n\
+             lb.set_weight(\"web_servers/web1\", 5);\n\
+             pause();\n\
+             lb.set_weight(\"web_servers/web1\", 7);\n\
+             print(lb.weight(\"web_servers/web1\"));\n",
+            lb.sock()
+        ),
+        |go| {
+            // The socket file stays and refuses connections: the gap of a restart or a reload.
+            lb.kill();
+            go();
+            std::thread::sleep(Duration::from_millis(800));
+            lb.start_again();
+        },
+    );
+    out.success().stdout_is("7\n");
+    assert_eq!(lb.weight("web1"), 7);
+}
+
+#[test]
+fn a_socket_that_answered_and_stays_dead_fails_after_the_grace_naming_it() {
+    let mut lb = Haproxy::start();
+    let out = run_pausing(
+        &format!(
+            "let lb = haproxy(\"{}\");\n\
+             lb.set_weight(\"web_servers/web1\", 5);\n\
+             pause();\n\
+             lb.set_weight(\"web_servers/web1\", 7);\n",
+            lb.sock()
+        ),
+        |_| lb.kill(),
+    );
+    let elapsed = out.elapsed;
+    out.code(1).stderr_has(&format!(
+        "{}: cannot connect: Connection refused (os error 111) (it answered before; no HAProxy took its place within 3 s)",
+        lb.sock()
+    ));
+    assert!(elapsed >= Duration::from_secs(3), "{elapsed:?}");
+}

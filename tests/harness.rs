@@ -1106,7 +1106,8 @@ impl Haproxy {
     /// stops its proxies and exits once its last session, a CLI connection included, has ended;
     /// `pid()` is then the new process. With `master()`: SIGUSR2 to the master, as `systemctl
     /// reload` does; the master starts a new worker, which inherits the listeners (the socket files
-    /// stay), and the old worker finishes softly. Returns when a new process serves the admin socket.
+    /// stay), and the old worker finishes softly. Returns when a new process serves the admin socket
+    /// (and, with `master()`, the old worker knows it is stopping).
     pub fn reload(&mut self) {
         if self.master.exists() {
             let old_worker = self.serving_pid();
@@ -1117,6 +1118,16 @@ impl Haproxy {
             )
             .unwrap();
             self.wait_serving(|pid| pid != old_worker && children(master).contains(&pid));
+            // The master tells the old worker to stop only once the new one is ready: until then
+            // the old one answers as the live process on the connections it holds.
+            eventually(
+                Duration::from_secs(10),
+                || {
+                    let info = self.raw_master(&format!("@!{old_worker} show info"));
+                    info.contains("Stopping: 1") || !info.contains("Pid:")
+                },
+                "the old worker was not told to stop after the reload",
+            );
             return;
         }
         let log = std::fs::OpenOptions::new()
@@ -1143,6 +1154,32 @@ impl Haproxy {
                 let _ = retired.wait();
             }
         });
+        let new = self.child.id() as i32;
+        self.wait_serving(|pid| pid == new);
+    }
+
+    /// Kill haproxy with SIGKILL, as a crash does: its socket files stay, refusing connections.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start it again on the same configuration and ports after `kill`; returns when it serves the
+    /// admin socket.
+    pub fn start_again(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("haproxy.log"))
+            .unwrap();
+        self.child = Command::new(require("haproxy"))
+            .arg("-db")
+            .arg("-f")
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("haproxy starts");
         let new = self.child.id() as i32;
         self.wait_serving(|pid| pid == new);
     }

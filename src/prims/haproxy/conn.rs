@@ -125,7 +125,15 @@ pub(super) struct Socket {
     master: bool,
     /// A reload was seen since `take_replaced` was last called: the run says so.
     replaced: AtomicBool,
+    /// A connection was made once: a socket that answered before and now refuses or is missing
+    /// is being replaced by a reload, and is waited for (`RELOAD_GRACE`).
+    answered: AtomicBool,
 }
+
+/// How long a socket that answered before may refuse connections or be missing before the
+/// error: a reload re-executes the master and binds a new socket file, and a command sent in
+/// between waits for the new process instead of failing.
+const RELOAD_GRACE: Duration = Duration::from_secs(3);
 
 impl Socket {
     pub(super) fn new(label: &str, master: bool) -> Result<Socket, Failure> {
@@ -136,6 +144,7 @@ impl Socket {
             oneshot: AtomicBool::new(false),
             master,
             replaced: AtomicBool::new(false),
+            answered: AtomicBool::new(false),
         })
     }
 
@@ -156,25 +165,43 @@ impl Socket {
         self.replaced.swap(false, Ordering::SeqCst)
     }
 
-    pub(super) async fn connect(&self) -> Result<Conn, Failure> {
-        let r: std::io::Result<Conn> = match &self.addr {
-            Addr::Unix(p) => tokio::net::UnixStream::connect(p)
-                .await
-                .map(|s| Box::new(s) as Conn),
-            Addr::Tcp(a) => tokio::net::TcpStream::connect(a.as_str()).await.map(|s| {
-                let _ = s.set_nodelay(true);
-                Box::new(s) as Conn
-            }),
+    /// A new connection, and what served the address just before it was made. A socket that
+    /// answered before and now refuses or is missing is being replaced by a reload: tried again
+    /// for up to `RELOAD_GRACE` before the error.
+    pub(super) async fn connect(&self) -> Result<(Conn, Served), Failure> {
+        let deadline = Instant::now() + RELOAD_GRACE;
+        let r = loop {
+            // Looked at before connecting: a reload in between makes the next command reconnect
+            // once more, never keep a connection to the old process.
+            let made_to = self.served();
+            let r = self.connect_once().await.map(|c| (c, made_to));
+            let reloading = matches!(&r, Err(e) if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ));
+            if !reloading || !self.answered.load(Ordering::SeqCst) || Instant::now() >= deadline {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         };
+        let answered = self.answered.swap(r.is_ok(), Ordering::SeqCst);
         r.map_err(|e| {
             let hint = match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                    if answered =>
+                {
+                    format!(
+                        " (it answered before; no HAProxy took its place within {} s)",
+                        RELOAD_GRACE.as_secs()
+                    )
+                }
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                    " (is HAProxy running with a `stats socket` there?)"
+                    " (is HAProxy running with a `stats socket` there?)".to_string()
                 }
                 std::io::ErrorKind::PermissionDenied => {
-                    " (the socket's mode or owner excludes this user)"
+                    " (the socket's mode or owner excludes this user)".to_string()
                 }
-                _ => "",
+                _ => String::new(),
             };
             Failure::new(
                 Kind::Connect,
@@ -184,12 +211,21 @@ impl Socket {
         })
     }
 
+    async fn connect_once(&self) -> std::io::Result<Conn> {
+        match &self.addr {
+            Addr::Unix(p) => tokio::net::UnixStream::connect(p)
+                .await
+                .map(|s| Box::new(s) as Conn),
+            Addr::Tcp(a) => tokio::net::TcpStream::connect(a.as_str()).await.map(|s| {
+                let _ = s.set_nodelay(true);
+                Box::new(s) as Conn
+            }),
+        }
+    }
+
     /// A new connection in interactive mode, or None when the socket does not speak it.
     pub(super) async fn open(&self) -> Result<Option<Open>, Failure> {
-        // Looked at before connecting: a reload in between makes the next command reconnect once
-        // more, never keep a connection to the old process.
-        let made_to = self.served();
-        let mut conn = self.connect().await?;
+        let (mut conn, made_to) = self.connect().await?;
         match exchange(&mut conn, "prompt").await {
             Answer::Prompt(_) => Ok(Some(Open {
                 conn,
@@ -317,7 +353,7 @@ impl Socket {
 
     /// One connection for one command: HAProxy answers and closes.
     pub(super) async fn send_oneshot(&self, line: &str) -> Result<String, Failure> {
-        let mut conn = self.connect().await?;
+        let (mut conn, _) = self.connect().await?;
         let r = async {
             conn.write_all(format!("{line}\n").as_bytes()).await?;
             let mut buf = Vec::new();
