@@ -1,6 +1,7 @@
 //! Where `import "name"` finds its module: the importing script's own folder, then each `--lib` /
 //! `RUNNER_PATH` folder, then the standard library embedded in the binary. A file shadows the embedded
-//! module of the same name, so users can copy a playbook next to their script and change it.
+//! module of the same name, so users can copy a playbook next to their script and change it. The
+//! importing file itself is skipped: a playbook named `rolling.rhai` imports the stdlib's `rolling`.
 //!
 //! `import "NAME/module"` where NAME is a library of the project's runner.toml loads `module.rhai`
 //! of that library. A library never shadows anything silently: one named like a standard library
@@ -162,7 +163,16 @@ impl Resolver {
                 .map(|d| d.join(&file))
                 .collect()
         };
+        // A script never imports itself: `rolling.rhai` importing "rolling" means the module of
+        // that name further along the path (here: the standard library's).
+        let itself = importer
+            .filter(|s| !s.starts_with('<'))
+            .map(Path::new)
+            .filter(|p| p.is_file());
         for cand in candidates {
+            if itself.is_some_and(|me| same_place(&cand, me)) {
+                continue;
+            }
             if cand.is_file() {
                 let text = std::fs::read_to_string(&cand)
                     .map_err(|e| format!("cannot read {}: {e}", cand.display()))?;

@@ -471,3 +471,18 @@ fn docs_reference_md_is_what_runner_doc_markdown_prints() {
         "docs/reference.md is stale: regenerate it with `runner doc --markdown > docs/reference.md`"
     );
 }
+
+#[test]
+fn a_playbook_named_like_the_module_it_imports_gets_the_module_not_itself() {
+    // `rolling.rhai` importing "rolling": the stdlib module (which has `upgrade`), not the
+    // playbook itself (which has not: the check would refuse the call).
+    Test::new()
+        .file(
+            "rolling.rhai",
+            "import \"rolling\" as r;\nif false { r::upgrade(1, 2, 3, 4, 5); }\nprint(\"ok\");\n",
+        )
+        .args(&["play", "rolling.rhai"])
+        .run()
+        .success()
+        .stdout_is("ok\n");
+}
