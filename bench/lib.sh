@@ -17,10 +17,15 @@ BT=$(mktemp -d /tmp/runner-bench.XXXXXX)
 chmod 755 "$BT"
 RESULTS=${RESULTS:-$BT/results.tsv}
 BG_PIDS=()
+# Ansible's ControlPersist masters outlive its runs (by 60 s): closed between runs and at exit.
+close_ansible_masters() {
+    for s in "$BT"/ansible-cp/*; do [ -S "$s" ] && ssh -S "$s" -O exit x >/dev/null 2>&1 || true; done
+}
 bench_cleanup() {
+    close_ansible_masters
+    for c in "$BT"/ctl-*; do [ -S "$c" ] && ssh -S "$c" -O exit x >/dev/null 2>&1 || true; done
     for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    for c in "$BT"/ctl-*; do [ -S "$c" ] && ssh -S "$c" -O exit x >/dev/null 2>&1 || true; done
     rm -rf "$BT"
 }
 trap bench_cleanup EXIT
@@ -111,7 +116,7 @@ CONF
     done < "$BT/ports"
 }
 # The first N ports, space-separated.
-ports() { head -n "$1" "$BT/ports" | tr '\n' ' '; }
+ports() { head -n "$1" "$BT/ports" | paste -sd' '; }
 # ssh options equal to runner's for the sandbox hosts (no ControlMaster unless added).
 ssh_opts() {
     echo -i "$BT/id" -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \

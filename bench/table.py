@@ -2,7 +2,8 @@
 min and max of its samples and the ratio of its median to the first method's (runner's).
 
 Input: the tab-separated rows of bench/lib.sh's `record` (case, method, value, note). Values are
-milliseconds, or megabytes when the method's label says `(MB)`.
+milliseconds, or megabytes when the method's label says `(MB)`. A case whose title says `: the
+parts` shows no ratios.
 Usage: python3 bench/table.py RESULTS.tsv
 """
 
@@ -42,7 +43,8 @@ def main(path):
             median = statistics.median(values)
             if base is None:
                 base = median
-            ratio = f"{median / base:.2f}x" if base else "-"
+            # A case of parts (": the parts" in its title) has no ratios: its rows add up instead.
+            ratio = f"{median / base:.2f}x" if base and ": the parts" not in case else "-"
             cells = [
                 method.replace("|", "\\|"),
                 amount(median, mb),

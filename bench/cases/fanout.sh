@@ -10,10 +10,6 @@ build_runner; ensure_ansible
 SIZES=${FANOUT_SIZES:-20 50 200}
 
 die() { log "fanout: $*"; exit 1; }
-close_ansible_masters() {
-    for s in "$BT"/ansible-cp/*; do [ -S "$s" ] && ssh -S "$s" -O exit x >/dev/null 2>&1 || true; done
-}
-trap 'close_ansible_masters; bench_cleanup' EXIT
 
 max=0; for n in $SIZES; do [ "$n" -gt "$max" ] && max=$n; done
 start_sshds "$max"

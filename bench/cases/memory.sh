@@ -10,13 +10,9 @@ source "$(dirname "$0")/../lib.sh"
 build_runner; ensure_ansible
 HOSTS=${MEMORY_HOSTS:-200}
 A="6. memory: peak total PSS, a command on $HOSTS hosts at once"
-B="6. memory: by process, with the command running on all $HOSTS hosts"
+B="6. memory: the parts, by process, with the command running on all $HOSTS hosts"
 
 die() { log "memory: $*"; exit 1; }
-close_ansible_masters() {
-    for s in "$BT"/ansible-cp/*; do [ -S "$s" ] && ssh -S "$s" -O exit x >/dev/null 2>&1 || true; done
-}
-trap 'close_ansible_masters; bench_cleanup' EXIT
 start_sshds "$HOSTS"
 
 # The gate: a file the bench holds an exclusive flock on; each host's command takes a shared one,
@@ -50,7 +46,7 @@ get() { $PY -c "import json, sys; print(eval(sys.argv[2], json.load(open(sys.arg
 echo "let hs = hosts(); parallel(hs, hs.len(), |h| h.run(\"$WAIT\"));" > "$BT/gate.rhai"
 printf -- '- hosts: all\n  gather_facts: false\n  tasks:\n    - shell: "%s"\n' "$WAIT" > "$BT/gate.yml"
 
-for _ in $(seq "$ROUNDS"); do
+for _ in $(seq "${MEMORY_ROUNDS:-1}"); do   # (memory varies little: one round, unless asked)
     log "memory: runner on $HOSTS hosts"
     gated "$BT/runner.json" "$BT/runner.log" \
         "$RUNNER" play -q --journal "$BT/j.jsonl" -i "$BT/inventory.toml" "$BT/gate.rhai"

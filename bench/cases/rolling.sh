@@ -90,4 +90,5 @@ for _ in $(seq "$ROUNDS"); do
     close_masters
     run 'shell loop, a fresh ssh per command' shell_upgrade fresh
     run 'Ansible playbook (serial 1, community.general.haproxy)' ansible_upgrade
+    close_ansible_masters   # every Ansible run starts cold, as runner's do
 done

@@ -2,9 +2,9 @@
 # 3. SSH: the cost of one command (`true`) on one already connected host, in ms per command.
 # runner's `h.run("true")` (a journaled effect, over its one multiplexed ControlMaster), `ssh -S` through
 # a master opened beforehand (an ssh process per command), a fresh `ssh host true` (a handshake each),
-# and an Ansible `shell: true` task (pipelining, ControlPersist). Each per-command figure is the
-# difference between a run with the commands and the same run without them, so start-up and the
-# handshake cancel out.
+# and an Ansible `shell: true` task (pipelining, ControlPersist). runner's and Ansible's figures are
+# the difference between a run with the commands and the same run without them, so start-up and the
+# handshake cancel out; the two ssh ones are a loop's time ÷ its commands.
 source "$(dirname "$0")/../lib.sh"
 build_runner; ensure_ansible
 C="3. SSH: one command \`true\` on a connected host (per command)"
@@ -13,10 +13,6 @@ F=20    # fresh connections per round (each is a whole handshake)
 K=20    # Ansible tasks per round (each costs ~0.4 s)
 
 die() { log "ssh: $*"; exit 1; }
-close_ansible_masters() {   # Ansible's ControlPersist master would outlive the case by 60 s
-    for s in "$BT"/ansible-cp/*; do [ -S "$s" ] && ssh -S "$s" -O exit x >/dev/null 2>&1 || true; done
-}
-trap 'close_ansible_masters; bench_cleanup' EXIT
 start_sshds 1
 read -r port < "$BT/ports"   # h1's
 
