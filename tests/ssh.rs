@@ -408,7 +408,8 @@ fn remote_command_that_times_out_is_stopped_on_the_host() {
     let sshd = Sshd::start();
     Test::new()
         .script(&format!(
-            "let h = {};\ntry {{ h.run(\"sleep 43.1 && echo late\", #{{timeout: 0.5}}) }} catch (e) {{ print(e.kind) }}\nprint(h.run(\"echo still usable\").stdout);\n",
+            // Connected first: the 0.5 s are the command's own, not the handshake's too.
+            "let h = {};\nh.run(\"true\");\ntry {{ h.run(\"sleep 43.1 && echo late\", #{{timeout: 0.5}}) }} catch (e) {{ print(e.kind) }}\nprint(h.run(\"echo still usable\").stdout);\n",
             sshd.handle()
         ))
         .run()
@@ -418,7 +419,8 @@ fn remote_command_that_times_out_is_stopped_on_the_host() {
         std::time::Duration::from_secs(3),
         || {
             let left = std::process::Command::new("pgrep")
-                .args(["-u", SSH_USER, "-f", "sleep 43.1"])
+                // A zombie is gone: PID 1 here reaps orphans slowly.
+                .args(["-u", SSH_USER, "-r", "R,S,D,T", "-f", "sleep 43.1"])
                 .output()
                 .unwrap();
             match String::from_utf8_lossy(&left.stdout) {
