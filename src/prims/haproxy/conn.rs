@@ -14,6 +14,10 @@
 //! connection that was idle for `RECHECK_IDLE` or more, and when a reused connection answers
 //! `Proxy is disabled.`; a stopping process was replaced, and the command goes to a new connection.
 //! Commands in a burst (a loop of reads) are not asked about: they cost one round trip each.
+//!
+//! Between the old process and the new one the path may refuse connections or name nothing (a
+//! master re-executing itself, the gap of a restart): a socket that answered before is waited for,
+//! up to `RELOAD_GRACE`, before a connect fails.
 
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
