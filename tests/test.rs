@@ -22,4 +22,5 @@ mod safety;
 mod scenario;
 mod snapshots;
 mod ssh;
+mod ssh_ahead;
 mod steps;

@@ -283,6 +283,43 @@ pub mod host_api {
             .collect())
     }
 
+    /// Start the SSH handshakes of `hosts` in the background and return at once, so that they
+    /// overlap with what the script does first: a rolling upgrade's first server is drained while
+    /// the next hosts connect. A command on one of them waits for its handshake; a handshake that
+    /// failed is tried again by the first command on that host, which reports the error. Local
+    /// hosts and hosts already connected are left as they are. The run waits, at its end, for
+    /// handshakes still running.
+    ///
+    /// ```rhai
+    /// let web = hosts("web");
+    /// connect_ahead(web);
+    /// for h in web { h.run("systemctl restart app"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn connect_ahead(ctx: NativeCallContext, hosts: Array) -> Res<()> {
+        let run = Run::of(&ctx);
+        for item in hosts {
+            let Some(host) = item.clone().try_cast::<Host>() else {
+                return Err(Failure::usage(
+                    "connect_ahead",
+                    format!("connect_ahead: expected hosts, got a {}", item.type_name()),
+                )
+                .into());
+            };
+            let Transport::Ssh(target) = host.transport().clone() else {
+                continue;
+            };
+            let r = run.clone();
+            let name = host.name().to_string();
+            let handshake = run.rt.spawn(async move {
+                // Its outcome waits in the pool for the host's first command.
+                let _ = r.ssh.connect(&r.report, &name, &target).await;
+            });
+            run.ssh.started_ahead(handshake);
+        }
+        Ok(())
+    }
+
     /// Every host of the inventory, filtered by `--limit`.
     #[rhai_fn(name = "hosts", return_raw)]
     pub fn all_hosts(ctx: NativeCallContext) -> Res<Array> {

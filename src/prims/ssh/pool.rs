@@ -64,6 +64,9 @@ pub struct Pool {
     warned: Mutex<HashSet<String>>,
     /// Control sockets of every master opened, for closing them even while commands hold a connection.
     sockets: Mutex<Vec<PathBuf>>,
+    /// Handshakes started ahead of any command (`connect_ahead`): waited for before closing, as
+    /// one cut short would leave its ssh process behind.
+    ahead: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Default for Pool {
@@ -76,6 +79,7 @@ impl Default for Pool {
             handshakes: Semaphore::new(HANDSHAKES),
             warned: Mutex::new(HashSet::new()),
             sockets: Mutex::new(Vec::new()),
+            ahead: Mutex::new(Vec::new()),
         }
     }
 }
@@ -195,9 +199,21 @@ impl Pool {
         }
     }
 
+    /// Remember a handshake started ahead (see `ahead`).
+    pub fn started_ahead(&self, handshake: tokio::task::JoinHandle<()>) {
+        let mut ahead = self.ahead.lock().unwrap();
+        ahead.retain(|h| !h.is_finished());
+        ahead.push(handshake);
+    }
+
     /// Tell every master to exit, all at once, and remove the control directory. Safe to call more
-    /// than once.
+    /// than once. Handshakes started ahead and still running are waited for first (each is bounded
+    /// by its connect timeout), so that none opens a master after this.
     pub fn close_all(&self) {
+        let ahead = std::mem::take(&mut *self.ahead.lock().unwrap());
+        while ahead.iter().any(|h| !h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let sockets = std::mem::take(&mut *self.sockets.lock().unwrap());
         let exits: Vec<_> = sockets
             .iter()
