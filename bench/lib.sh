@@ -61,6 +61,10 @@ build_runner() {
 # Ansible in a private virtualenv from PyPI (the `ansible` package includes community.general).
 ensure_ansible() {
     if [ ! -x "$ANSIBLE_BIN/ansible-playbook" ]; then
+        if ! $PY -c 'import ensurepip' 2>/dev/null; then   # Debian splits venv out of python3
+            log "installing python3-venv"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        fi
         log "installing Ansible into $ANSIBLE_VENV (PyPI)"
         mkdir -p "$(dirname "$ANSIBLE_VENV")"
         $PY -m venv "$ANSIBLE_VENV"
