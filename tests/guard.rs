@@ -29,7 +29,10 @@ fn a_rolling_upgrade_under_load_is_watched_with_no_failed_request_and_so_does_th
         .script(&rolling_script(
             &lb,
             "[\"web1\", \"web2\"]",
-            "#{drain_timeout: 10, settle: 2}",
+            // The health check takes 0.3 s: each server's step then spans several of the guard's
+            // probes, whose figures it must show (an upgrade of a local httpd takes milliseconds).
+            "#{drain_timeout: 10, settle: 2, health: |server| { sleep(0.3); \
+             http_get(`http://127.0.0.1:${backends[server].port}/`).status == 200 }}",
             &roots,
         ))
         .args(&[
