@@ -36,9 +36,17 @@ bg() { "$@" & BG_PIDS+=($!); }
 now() { date +%s%N; }
 # Milliseconds between two `now` values.
 ms() { $PY -c "print(f'{($2-$1)/1e6:.3f}')"; }
-# record CASE METHOD MS [NOTE]
-record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >> "$RESULTS"; }
+# Milliseconds CMD... takes (its output discarded); a CMD that fails stops the case.
+wall_ms() { local t0; t0=$(now); "$@" >/dev/null || die "failed: $*"; ms "$t0" "$(now)"; }
+# record CASE METHOD MS [NOTE]. A measurement that failed inside $(...) leaves MS empty (the
+# subshell stopped, not the case): that stops the case here.
+record() {
+    [[ $3 =~ ^-?[0-9]+(\.[0-9]+)?$ ]] || die "no figure for \"$2\" (${3:-nothing}): its measurement failed"
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >> "$RESULTS"
+}
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
+# Stop the case with a message naming it (a benchmark of failing commands would be worthless).
+die() { log "$(basename "$0" .sh): $*"; exit 1; }
 
 # N free TCP ports on 127.0.0.1, space-separated.
 free_ports() {

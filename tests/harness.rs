@@ -1130,21 +1130,7 @@ impl Haproxy {
             );
             return;
         }
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.path().join("haproxy.log"))
-            .unwrap();
-        let child = Command::new(require("haproxy"))
-            .arg("-db")
-            .arg("-f")
-            .arg(self.config_path())
-            .arg("-sf")
-            .arg(self.child.id().to_string())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("haproxy starts");
+        let child = self.spawn_on_config(&["-sf", &self.child.id().to_string()]);
         let mut retired = std::mem::replace(&mut self.child, child);
         std::thread::spawn(move || {
             if !within(Duration::from_secs(20), || {
@@ -1167,21 +1153,27 @@ impl Haproxy {
     /// Start it again on the same configuration and ports after `kill`; returns when it serves the
     /// admin socket.
     pub fn start_again(&mut self) {
+        self.child = self.spawn_on_config(&[]);
+        let new = self.child.id() as i32;
+        self.wait_serving(|pid| pid == new);
+    }
+
+    /// A standalone haproxy on this one's configuration, with `extra` arguments, appending to its log.
+    fn spawn_on_config(&self, extra: &[&str]) -> Child {
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(self.dir.path().join("haproxy.log"))
             .unwrap();
-        self.child = Command::new(require("haproxy"))
+        Command::new(require("haproxy"))
             .arg("-db")
             .arg("-f")
             .arg(self.config_path())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("haproxy starts");
-        let new = self.child.id() as i32;
-        self.wait_serving(|pid| pid == new);
+            .expect("haproxy starts")
     }
 
     /// The pid `show info` gives on a new connection to the admin socket (0 if it does not answer).

@@ -9,8 +9,6 @@ source "$(dirname "$0")/../lib.sh"
 build_runner; ensure_ansible
 SIZES=${FANOUT_SIZES:-20 50 200}
 
-die() { log "fanout: $*"; exit 1; }
-
 max=0; for n in $SIZES; do [ "$n" -gt "$max" ] && max=$n; done
 start_sshds "$max"
 
@@ -42,7 +40,6 @@ ansible_run() {  # ansible_run N: forks=N; the recap must say ok=1, unreachable=
     ok=$(grep -Ec '^h[0-9]+ +: ok=1 .*unreachable=0 +failed=0 ' "$BT/ansible.out" || true)
     [ "$ok" -eq "$1" ] || { tail -n 30 "$BT/ansible.out" >&2; die "ansible: $ok of $1 hosts ok"; }
 }
-whole_ms() { local t0; t0=$(now); "$@"; ms "$t0" "$(now)"; }   # whole_ms CMD...: CMD's wall time
 
 # Warm-up on 5 hosts (page cache, Python bytecode), not recorded.
 inventories 5; runner_run 5; ssh_run 5; ansible_run 5; close_ansible_masters
@@ -53,9 +50,9 @@ for n in $SIZES; do
     for _ in $(seq "$ROUNDS"); do
         log "fanout: $n hosts"
         # (assigned first: a failure inside $(...) then stops the case instead of recording nothing)
-        t=$(whole_ms runner_run "$n"); record "$C" "runner \`parallel(hosts(), $n, |h| h.run(\"true\"))\`" "$t"
-        t=$(whole_ms ssh_run "$n"); record "$C" "$n parallel \`ssh host true\`, no master (the floor)" "$t"
-        t=$(whole_ms ansible_run "$n"); record "$C" "Ansible \`shell: true\`, forks=$n (ansible-playbook, pipelining)" "$t"
+        t=$(wall_ms runner_run "$n"); record "$C" "runner \`parallel(hosts(), $n, |h| h.run(\"true\"))\`" "$t"
+        t=$(wall_ms ssh_run "$n"); record "$C" "$n parallel \`ssh host true\`, no master (the floor)" "$t"
+        t=$(wall_ms ansible_run "$n"); record "$C" "Ansible \`shell: true\`, forks=$n (ansible-playbook, pipelining)" "$t"
         close_ansible_masters
     done
 done

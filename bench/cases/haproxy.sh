@@ -28,14 +28,13 @@ switch param("op", "get") {
     "servers" => { for i in 0..n { if lb.servers("web_servers").len() != $S { throw "servers"; } } }
 }
 RHAI
-run_ms() { local t0; t0=$(now); "$@" >/dev/null; ms "$t0" "$(now)"; }
 runner_per_call() {   # OP N
     local base full
-    base=$(run_ms "$RUNNER" play -q --journal "$BT/j0.jsonl" "$BT/ops.rhai" -p op="$1" -p n=0)
+    base=$(wall_ms "$RUNNER" play -q --journal "$BT/j0.jsonl" "$BT/ops.rhai" -p op="$1" -p n=0)
     rm -f "$BT/j.jsonl"
-    full=$(run_ms "$RUNNER" play -q --journal "$BT/j.jsonl" "$BT/ops.rhai" -p op="$1" -p n="$2")
+    full=$(wall_ms "$RUNNER" play -q --journal "$BT/j.jsonl" "$BT/ops.rhai" -p op="$1" -p n="$2")
     if [ "$1" = set ] && [ "$(grep -c '"effect"' "$BT/j.jsonl")" -lt "$2" ]; then
-        echo "bench: runner journaled fewer than $2 changes" >&2; exit 1
+        die "runner journaled fewer than $2 changes"
     fi
     $PY -c "print(f'{($full - $base) / $2:.4f}')"
 }
@@ -61,8 +60,8 @@ cat > "$BT/weights.yml" <<YML
 YML
 ansible_per_task() {
     local base full
-    base=$(run_ms "$ANSIBLE_BIN/ansible-playbook" -i localhost, -e k=0 "$BT/weights.yml")
-    full=$(run_ms "$ANSIBLE_BIN/ansible-playbook" -i localhost, -e k="$K" "$BT/weights.yml")
+    base=$(wall_ms "$ANSIBLE_BIN/ansible-playbook" -i localhost, -e k=0 "$BT/weights.yml")
+    full=$(wall_ms "$ANSIBLE_BIN/ansible-playbook" -i localhost, -e k="$K" "$BT/weights.yml")
     $PY -c "print(f'{($full - $base) / $K:.4f}')"
 }
 

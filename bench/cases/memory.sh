@@ -12,7 +12,6 @@ HOSTS=${MEMORY_HOSTS:-200}
 A="6. memory: peak total PSS, a command on $HOSTS hosts at once"
 B="6. memory: the parts, by process, with the command running on all $HOSTS hosts"
 
-die() { log "memory: $*"; exit 1; }
 start_sshds "$HOSTS"
 
 # The gate: a file the bench holds an exclusive flock on; each host's command takes a shared one,

@@ -49,16 +49,16 @@ run() {
     local method=$1 t0 t1 ok failed; shift
     n=$((n + 1)); VERSION=v$n
     for _ in $(seq 200); do all_up && break; sleep 0.05; done
-    all_up || { echo "bench: a server is not UP before \"$method\"" >&2; exit 1; }
+    all_up || { die "a server is not UP before \"$method\""; }
     $PY "$BENCH_DIR/load.py" "$URL" 8 > "$BT/load.out" & local load=$!
     until grep -q ready "$BT/load.out" 2>/dev/null; do sleep 0.01; done
     t0=$(now)
-    timeout 300 bash -c '"$@"' _ "$@" > "$BT/method.out" 2>&1 || { cat "$BT/method.out" >&2; kill "$load"; echo "bench: \"$method\" failed" >&2; exit 1; }
+    timeout 300 bash -c '"$@"' _ "$@" > "$BT/method.out" 2>&1 || { cat "$BT/method.out" >&2; kill "$load"; die "\"$method\" failed"; }
     t1=$(now)
     kill -TERM "$load"; wait "$load" || true
     read -r ok failed < <(tail -1 "$BT/load.out")
     for i in 1 2 3; do
-        grep -q "web$i $VERSION" "$BT/www/web$i/index.html" || { echo "bench: \"$method\" left web$i at $(cat "$BT/www/web$i/index.html")" >&2; exit 1; }
+        grep -q "web$i $VERSION" "$BT/www/web$i/index.html" || { die "\"$method\" left web$i at $(cat "$BT/www/web$i/index.html")"; }
     done
     record "$C" "$method" "$(ms "$t0" "$t1")" "$failed failed of $((ok + failed)) requests"
 }

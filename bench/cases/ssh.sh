@@ -12,7 +12,6 @@ N=100   # commands per round for runner and ssh -S
 F=20    # fresh connections per round (each is a whole handshake)
 K=20    # Ansible tasks per round (each costs ~0.4 s)
 
-die() { log "ssh: $*"; exit 1; }
 start_sshds 1
 read -r port < "$BT/ports"   # h1's
 

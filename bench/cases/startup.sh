@@ -8,13 +8,12 @@ build_runner; ensure_ansible
 C="1. startup: one process that does nothing (wall time)"
 echo 'print(1);' > "$BT/one.rhai"
 printf -- '- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks: []\n' > "$BT/empty.yml"
-run_ms() { local t0; t0=$(now); "$@" >/dev/null; ms "$t0" "$(now)"; }
 "$RUNNER" eval 1 >/dev/null; "$ANSIBLE_BIN/ansible-playbook" -i localhost, "$BT/empty.yml" >/dev/null
 for _ in $(seq "$ROUNDS"); do
     for _ in 1 2 3 4 5; do
-        record "$C" '`runner eval 1`' "$(run_ms "$RUNNER" eval 1)"
-        record "$C" '`runner play one.rhai` (`print(1);`, checked first)' "$(run_ms "$RUNNER" play -q --journal "$BT/j.jsonl" "$BT/one.rhai")"
-        record "$C" '`/usr/bin/python3 -c 1`' "$(run_ms $PY -c 1)"
+        record "$C" '`runner eval 1`' "$(wall_ms "$RUNNER" eval 1)"
+        record "$C" '`runner play one.rhai` (`print(1);`, checked first)' "$(wall_ms "$RUNNER" play -q --journal "$BT/j.jsonl" "$BT/one.rhai")"
+        record "$C" '`/usr/bin/python3 -c 1`' "$(wall_ms $PY -c 1)"
     done
-    record "$C" '`ansible-playbook` of an empty play (localhost)' "$(run_ms "$ANSIBLE_BIN/ansible-playbook" -i localhost, "$BT/empty.yml")"
+    record "$C" '`ansible-playbook` of an empty play (localhost)' "$(wall_ms "$ANSIBLE_BIN/ansible-playbook" -i localhost, "$BT/empty.yml")"
 done
