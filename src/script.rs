@@ -74,7 +74,15 @@ pub fn execute(
             .error(&format!("error: {e}"), json!({"exit_code": 2}));
         return Err(e);
     }
-    let signals = runner.runtime().spawn(handle_ctrl_c(run.clone()));
+    // Listening from here on, before the script starts: a listener registered only when its task
+    // first runs would let an early Ctrl-C kill the run without its cleanups.
+    let interrupts = {
+        let _in_runtime = runner.runtime().enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    };
+    let signals = runner
+        .runtime()
+        .spawn(handle_ctrl_c(run.clone(), interrupts));
     let (result, cleanup_ok) = std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("script".into())
@@ -458,13 +466,16 @@ pub fn run_defers(run: &Run, engine: &Engine, since: Option<u64>) -> bool {
 }
 
 /// First Ctrl-C: stop at the next operation boundary and run the cleanups. Second: exit at once.
-async fn handle_ctrl_c(run: Arc<Run>) {
-    if tokio::signal::ctrl_c().await.is_err() {
+async fn handle_ctrl_c(run: Arc<Run>, interrupts: std::io::Result<tokio::signal::unix::Signal>) {
+    let Ok(mut interrupts) = interrupts else {
+        return;
+    };
+    if interrupts.recv().await.is_none() {
         return;
     }
     run.report.warn("interrupted: stopping at the next operation, then running deferred cleanups (Ctrl-C again to exit now)");
     run.interrupt();
-    if tokio::signal::ctrl_c().await.is_ok() {
+    if interrupts.recv().await.is_some() {
         run.ssh.close_all();
         std::process::exit(130);
     }
