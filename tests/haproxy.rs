@@ -506,19 +506,24 @@ enum Reply {
 
 impl Fake {
     fn start(reply: fn(&str) -> Reply) -> Fake {
+        Fake::start_counting(move |_, line| reply(line))
+    }
+
+    /// `start`, where `reply` is also told which connection the line came on (0 for the first).
+    fn start_counting(reply: impl Fn(usize, &str) -> Reply + Send + 'static) -> Fake {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("haproxy.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let seen = received.clone();
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
+            for (n, stream) in listener.incoming().enumerate() {
                 let Ok(mut stream) = stream else { return };
                 let reader = BufReader::new(stream.try_clone().unwrap());
                 for line in reader.lines() {
                     let Ok(line) = line else { break };
                     seen.lock().unwrap().push(line.clone());
-                    match reply(&line) {
+                    match reply(n, &line) {
                         Reply::Answer(text) => {
                             let _ = stream.write_all(text.as_bytes());
                         }
@@ -550,6 +555,35 @@ impl Fake {
             .filter(|l| *l == line)
             .count()
     }
+}
+
+#[test]
+fn a_new_connection_closed_unanswered_during_a_reload_is_tried_again_and_stays_interactive() {
+    // As a master CLI does while it re-executes itself: the first connection answers and is then
+    // closed (`reload`), the next one is queued on the listener being replaced and closed without
+    // a word, the one after reaches the new process.
+    let fake = Fake::start_counting(|n, line| match (n, line) {
+        (1, "prompt") => Reply::Close(""),
+        (_, "prompt") => Reply::Answer("\n> "),
+        (0, _) => Reply::Close("Name: HAProxy\n\n> "),
+        _ => Reply::Answer("Name: HAProxy\n\n> "),
+    });
+    Test::new()
+        .script(&format!(
+            "let lb = haproxy(\"{}\", #{{timeout: 2}});\n\
+             print(lb.cmd(\"show info\").trimmed());\n\
+             print(lb.cmd(\"show info\").trimmed());\n\
+             print(lb.cmd(\"show info\").trimmed());",
+            fake.sock()
+        ))
+        .run()
+        .success()
+        .stdout_is("Name: HAProxy\nName: HAProxy\nName: HAProxy\n");
+    // Three connections, each opened with `prompt`: a socket taken for one that does not speak the
+    // interactive mode would get one connection per command, and, lacking `prompt`, no answer from
+    // a master CLI until its input ends.
+    assert_eq!(fake.count("prompt"), 3);
+    assert_eq!(fake.count("show info"), 3);
 }
 
 #[test]

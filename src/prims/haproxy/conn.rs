@@ -255,20 +255,41 @@ impl Socket {
         }
     }
 
-    /// A new connection in interactive mode, or None when the socket does not speak it.
+    /// A new connection in interactive mode, or None when the socket does not speak it (it
+    /// answered `prompt` with something else than a prompt, and closed).
+    ///
+    /// A socket that answered before and now closes or resets a new connection without a word is
+    /// being replaced by a reload (a connection queued on the listener the reload closes): tried
+    /// again for up to `RELOAD_GRACE`, as a refused connection is.
     pub(super) async fn open(&self) -> Result<Option<Open>, Failure> {
-        let (mut conn, made_to) = self.connect().await?;
-        match exchange(&mut conn, "prompt").await {
-            Answer::Prompt(_) => Ok(Some(Open {
-                conn,
-                made_to,
-                used: Instant::now(),
-            })),
-            Answer::Ended(..) => {
-                self.oneshot.store(true, Ordering::SeqCst);
-                Ok(None)
+        let deadline = Instant::now() + RELOAD_GRACE;
+        loop {
+            let answered = self.answered.load(Ordering::SeqCst);
+            let (mut conn, made_to) = self.connect().await?;
+            let e = match exchange(&mut conn, "prompt").await {
+                Answer::Prompt(_) => {
+                    return Ok(Some(Open {
+                        conn,
+                        made_to,
+                        used: Instant::now(),
+                    }))
+                }
+                Answer::Ended(text, None) if !text.is_empty() => {
+                    self.oneshot.store(true, Ordering::SeqCst);
+                    return Ok(None);
+                }
+                Answer::Ended(_, e) => e.unwrap_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "HAProxy closed a new connection without answering",
+                    )
+                }),
+                Answer::Unsent(e) => e,
+            };
+            if !answered || Instant::now() >= deadline {
+                return Err(self.io_failure(e));
             }
-            Answer::Unsent(e) => Err(self.io_failure(e)),
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -388,6 +409,8 @@ impl Socket {
         let (mut conn, _) = self.connect().await?;
         let r = async {
             conn.write_all(format!("{line}\n").as_bytes()).await?;
+            // As socat does: the end of the input is what makes a master CLI answer and close.
+            conn.shutdown().await?;
             let mut buf = Vec::new();
             conn.read_to_end(&mut buf).await?;
             Ok(String::from_utf8_lossy(&buf).into_owned())
