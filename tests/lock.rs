@@ -332,6 +332,25 @@ fn a_lock_is_released_when_its_closure_fails() {
 }
 
 #[test]
+fn a_lock_whose_folder_cannot_be_made_fails_naming_it_and_runs_nothing() {
+    let runs = Runs::new();
+    // The folder of the locks is a file: no lock can be made in it.
+    std::fs::create_dir_all(runs.state().join("runner")).unwrap();
+    std::fs::write(runs.state().join("runner/locks"), "").unwrap();
+    let out = runs
+        .test()
+        .script("lock(\"deploy\", || print(\"ran\"));")
+        .args(&["--journal", "j.jsonl"])
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "local: take lock \"deploy\" ({}): Not a directory",
+            runs.state().join("runner/locks/deploy").display()
+        ));
+    assert!(!out.stdout.contains("ran"), "{}", out.stdout);
+}
+
+#[test]
 fn ctrl_c_releases_the_lock_after_the_deferred_cleanups() {
     let runs = Runs::new();
     let lock_dir = runs.state().join("runner/locks/deploy");

@@ -18,6 +18,16 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where locks on a host live: shared by every user there (sticky, as /tmp).
 const HOST_DIR: &str = "/tmp/runner-locks";
 
+/// What is done to a lock's folder (`Lock::apply`); a token names the taking of the lock that must
+/// still hold it.
+pub(super) enum Op {
+    Look,
+    Take,
+    TakeOver(String),
+    Release(String),
+    Break,
+}
+
 /// One lock: its name, and where it lives.
 #[derive(Clone)]
 pub struct Lock {
@@ -97,18 +107,35 @@ impl Lock {
         c
     }
 
-    /// Run a lock command (`body`, after the lock's shell prelude) on the lock's host.
-    pub(super) fn sh(
+    /// Do `op` on the lock's folder and return its answer: `taken`, `released`, or what was
+    /// found there (`parse_found`). On a host, as a shell command; a lock of this machine's state
+    /// folder, natively (the same steps, without spawning a shell and its `mkdir`, `cat`, `mv`).
+    pub(super) fn apply(
         &self,
         run: &Run,
         p: &Permit,
         what: &str,
-        body: &str,
+        op: Op,
         input: Option<String>,
     ) -> Result<String, Failure> {
+        if !self.on_host {
+            return self.native(&op, input.as_deref()).map_err(|e| {
+                Failure::new(
+                    Kind::Io,
+                    self.host.name(),
+                    format!(
+                        "{}: {what} {} ({}): {e}",
+                        self.host.name(),
+                        self.shown(),
+                        self.path
+                    ),
+                )
+            });
+        }
         let script = format!(
-            "L={}\nfound() {{ if [ -d \"$L\" ]; then echo held; stat -c %Y \"$L\"; date +%s; cat \"$L/owner\" 2>/dev/null; else echo free; fi; }}\n{body}",
-            quote(&self.path)
+            "L={}\nfound() {{ if [ -d \"$L\" ]; then echo held; stat -c %Y \"$L\"; date +%s; cat \"$L/owner\" 2>/dev/null; else echo free; fi; }}\n{}",
+            quote(&self.path),
+            self.script(&op)
         );
         let o = RunOpts {
             timeout: Some(COMMAND_TIMEOUT),
@@ -122,10 +149,96 @@ impl Lock {
         Ok(out.stdout)
     }
 
+    /// The shell command of `op`, after the prelude that sets `L` and defines `found`.
+    fn script(&self, op: &Op) -> String {
+        let owned = |token: &str| format!("grep -qF {} \"$L/owner\" 2>/dev/null", quote(token));
+        let write = "cat > \"$L/owner.tmp\" && mv \"$L/owner.tmp\" \"$L/owner\" && echo taken";
+        match op {
+            Op::Look => "found".into(),
+            Op::Take => format!(
+                "mkdir -p -m {mode} {parent} 2>/dev/null\n\
+                 if mkdir \"$L\" 2>/dev/null; then {write}\n\
+                 elif [ -d \"$L\" ]; then found\n\
+                 else mkdir \"$L\"; fi",
+                mode = self.mode,
+                parent = quote(&self.parent),
+            ),
+            Op::TakeOver(token) => format!("if {}; then {write}\nelse found; fi", owned(token)),
+            Op::Release(token) => format!(
+                "if {}; then rm -rf \"$L\" && echo released\nelse found; fi",
+                owned(token)
+            ),
+            Op::Break => "found\nif [ -d \"$L\" ]; then rm -rf \"$L\"; fi".into(),
+        }
+    }
+
+    /// `script(op)` done here with the file system calls of the shell's commands.
+    fn native(&self, op: &Op, input: Option<&str>) -> std::io::Result<String> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = Path::new(&self.path);
+        let owner = dir.join("owner");
+        let found = || -> std::io::Result<String> {
+            let Ok(meta) = std::fs::metadata(dir) else {
+                return Ok("free\n".into());
+            };
+            let secs = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            };
+            let text = std::fs::read_to_string(&owner).unwrap_or_default();
+            Ok(format!(
+                "held\n{}\n{}\n{text}",
+                secs(meta.modified()?),
+                secs(std::time::SystemTime::now())
+            ))
+        };
+        let owned = |token: &str| std::fs::read_to_string(&owner).is_ok_and(|t| t.contains(token));
+        let write = || -> std::io::Result<String> {
+            let tmp = dir.join("owner.tmp");
+            std::fs::write(&tmp, input.unwrap_or_default())?;
+            std::fs::rename(&tmp, &owner)?;
+            Ok("taken\n".into())
+        };
+        match op {
+            Op::Look => found(),
+            Op::Take => {
+                let parent = Path::new(&self.parent);
+                if let Some(up) = parent.parent() {
+                    std::fs::create_dir_all(up)?;
+                }
+                let mode = u32::from_str_radix(self.mode, 8).unwrap_or(0o700);
+                match std::fs::DirBuilder::new().mode(mode).create(parent) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                }
+                match std::fs::create_dir(dir) {
+                    Ok(()) => write(),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {
+                        found()
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Op::TakeOver(token) if owned(token) => write(),
+            Op::Release(token) if owned(token) => {
+                std::fs::remove_dir_all(dir)?;
+                Ok("released\n".into())
+            }
+            Op::TakeOver(_) | Op::Release(_) => found(),
+            Op::Break => {
+                let seen = found()?;
+                match std::fs::remove_dir_all(dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(seen),
+                }
+            }
+        }
+    }
+
     /// Look at the lock (a read: also under `--dry-run`).
     pub fn inspect(&self, run: &Run) -> Result<Found, Failure> {
         run.read(self.target(), |p| {
-            let out = self.sh(run, p, "look at", "found", None)?;
+            let out = self.apply(run, p, "look at", Op::Look, None)?;
             Ok(parse_found(&out))
         })
     }
@@ -133,16 +246,8 @@ impl Lock {
     /// Make the folder and the owner file. Fails with kind `locked` when another run was faster
     /// since the lock was seen free.
     pub(super) fn take(&self, run: &Run, me: &Owner) -> Result<(), Failure> {
-        let body = format!(
-            "mkdir -p -m {mode} {parent} 2>/dev/null\n\
-             if mkdir \"$L\" 2>/dev/null; then cat > \"$L/owner.tmp\" && mv \"$L/owner.tmp\" \"$L/owner\" && echo taken\n\
-             elif [ -d \"$L\" ]; then found\n\
-             else mkdir \"$L\"; fi",
-            mode = self.mode,
-            parent = quote(&self.parent),
-        );
         self.change(run, &format!("take {}", self.shown()), held(self), |p| {
-            let out = self.sh(run, p, "take", &body, Some(owner_json(me)))?;
+            let out = self.apply(run, p, "take", Op::Take, Some(owner_json(me)))?;
             self.taken(&out)
         })?;
         Ok(())
@@ -150,18 +255,14 @@ impl Lock {
 
     /// Write this run into the owner file of a lock held by `old` (the run this one resumes).
     pub(super) fn take_over(&self, run: &Run, old: &Owner, me: &Owner) -> Result<(), Failure> {
-        let body = format!(
-            "if grep -qF {token} \"$L/owner\" 2>/dev/null; then cat > \"$L/owner.tmp\" && mv \"$L/owner.tmp\" \"$L/owner\" && echo taken\n\
-             else found; fi",
-            token = quote(&token_text(&old.token)),
-        );
         let action = format!(
             "take over {} from pid {} (the run this one resumes)",
             self.shown(),
             old.pid
         );
         self.change(run, &action, held(self), |p| {
-            let out = self.sh(run, p, "take over", &body, Some(owner_json(me)))?;
+            let op = Op::TakeOver(token_text(&old.token));
+            let out = self.apply(run, p, "take over", op, Some(owner_json(me)))?;
             self.taken(&out)
         })?;
         Ok(())
@@ -186,14 +287,10 @@ impl Lock {
     /// Remove the lock if `me` still holds it. A lock broken meanwhile (`runner unlock`) is not
     /// this run's any more: it is left alone, with a warning.
     pub fn release(&self, run: &Run, me: &Owner) {
-        let body = format!(
-            "if grep -qF {token} \"$L/owner\" 2>/dev/null; then rm -rf \"$L\" && echo released\n\
-             else found; fi",
-            token = quote(&token_text(&me.token)),
-        );
         let back = vec![Mark::Back { key: self.key() }];
         let r = self.change(run, &format!("release {}", self.shown()), back, |p| {
-            let out = self.sh(run, p, "release", &body, None)?;
+            let op = Op::Release(token_text(&me.token));
+            let out = self.apply(run, p, "release", op, None)?;
             match (first_word(&out), parse_found(&out)) {
                 ("released", _) => {}
                 (_, Found::Held(other)) => run.report.warn(&format!(
@@ -222,13 +319,7 @@ impl Lock {
     pub fn break_it(&self, run: &Run) -> Result<Found, Failure> {
         let back = vec![Mark::Back { key: self.key() }];
         let found = self.change(run, &format!("break {}", self.shown()), back, |p| {
-            let out = self.sh(
-                run,
-                p,
-                "break",
-                "found\nif [ -d \"$L\" ]; then rm -rf \"$L\"; fi",
-                None,
-            )?;
+            let out = self.apply(run, p, "break", Op::Break, None)?;
             Ok(parse_found(&out))
         })?;
         Ok(found.unwrap_or(Found::Free))
