@@ -281,7 +281,8 @@ fn parallel_over_two_inventory_hosts_and_limit_selects_one() {
         .success()
         .stdout_is("web2 second web_servers test runner-test\n");
     assert_eq!(a.accepted() + b.accepted(), 3);
-    assert!(a.client_processes().is_empty() && b.client_processes().is_empty());
+    a.assert_no_clients_left();
+    b.assert_no_clients_left();
 }
 
 #[test]

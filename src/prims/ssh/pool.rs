@@ -1,10 +1,12 @@
 //! The run's SSH connections: one OpenSSH ControlMaster per target, opened on first use and shared
 //! by every command. Handshakes to different hosts run at the same time (at most `HANDSHAKES` at
 //! once); two commands to the same new host share one. Control sockets live in a private directory
-//! of the run, and every master is told to exit when the run ends, however it ends.
+//! of the run, and every master is told to exit when the run ends, however it ends (by the run's
+//! reaper, in the background).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -57,6 +59,8 @@ pub struct Pool {
     control_init: Mutex<()>,
     /// A process that closes this run's masters when the run dies, however it dies (see `reaper`).
     reaper: Mutex<Option<std::process::Child>>,
+    /// The reaper was told to close the masters (`close_all`): the control directory is its now.
+    reaping: AtomicBool,
     /// Held only to look a target up: a handshake never holds it.
     conns: Mutex<HashMap<String, Cell>>,
     handshakes: Semaphore,
@@ -75,6 +79,7 @@ impl Default for Pool {
             control_dir: OnceLock::new(),
             control_init: Mutex::new(()),
             reaper: Mutex::new(None),
+            reaping: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
             handshakes: Semaphore::new(HANDSHAKES),
             warned: Mutex::new(HashSet::new()),
@@ -209,12 +214,24 @@ impl Pool {
     /// Tell every master to exit, all at once, and remove the control directory. Safe to call more
     /// than once. Handshakes started ahead and still running are waited for first (each is bounded
     /// by its connect timeout), so that none opens a master after this.
+    ///
+    /// The run's reaper does it, in the background: the run is over when its commands are, and
+    /// its recap and exit need not wait for the masters' goodbyes (tens of milliseconds, more on a
+    /// loaded machine). They are gone moments after runner exits. Without a reaper, here.
     pub fn close_all(&self) {
         let ahead = std::mem::take(&mut *self.ahead.lock().unwrap());
         while ahead.iter().any(|h| !h.is_finished()) {
             std::thread::sleep(Duration::from_millis(5));
         }
         let sockets = std::mem::take(&mut *self.sockets.lock().unwrap());
+        // Its input closed, the reaper closes every master of the control directory and removes it.
+        if let Some(mut r) = self.reaper.lock().unwrap().take() {
+            drop(r.stdin.take());
+            self.reaping.store(true, Ordering::SeqCst);
+        }
+        if self.reaping.load(Ordering::SeqCst) {
+            return;
+        }
         let exits: Vec<_> = sockets
             .iter()
             .filter_map(|sock| through_master(sock, &["-O", "exit"]).spawn().ok())
@@ -224,11 +241,6 @@ impl Pool {
         }
         if let Some(dir) = self.control_dir.get() {
             let _ = std::fs::remove_dir_all(dir.path());
-        }
-        // Its input closed, the reaper finds nothing left to close and exits.
-        if let Some(mut r) = self.reaper.lock().unwrap().take() {
-            drop(r.stdin.take());
-            let _ = r.wait();
         }
     }
 }
@@ -254,8 +266,9 @@ const CONTROL_PREFIX: &str = "runner-ssh-";
 const CLOSE_MASTERS: &str = "for s in \"$0\"/.ssh-connection*/master; do [ -S \"$s\" ] && ssh -S \"$s\" -o BatchMode=yes -O exit runner-master >/dev/null 2>&1 & done; wait; rm -rf \"$0\"";
 
 /// A shell that waits for the end of its standard input, a pipe only this run holds open, then
-/// closes the masters of `dir`: when runner dies (even by SIGKILL) the pipe closes and its SSH
-/// masters go with it, instead of lingering until their idle timeout. In its own process group, so
+/// closes the masters of `dir` and removes it: `close_all` closes the pipe at the end of a run, and
+/// when runner dies (even by SIGKILL) the pipe closes too, so its SSH masters go with it instead of
+/// lingering until their idle timeout. In its own process group, so
 /// a Ctrl-C in the terminal does not stop it before it has done its work.
 fn reaper(dir: &Path) -> Option<std::process::Child> {
     use std::os::unix::process::CommandExt;
@@ -303,6 +316,10 @@ fn clean_dead_runs() {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.close_all();
+        // Removed by `close_all` or by the reaper, which still needs its sockets.
+        if let Some(dir) = self.control_dir.take() {
+            let _ = dir.keep();
+        }
     }
 }
 
