@@ -291,8 +291,9 @@ impl Runner {
         })
     }
 
-    /// A reporter for output outside a run (`check`, `hosts`).
+    /// A reporter for output outside a run (`check`, `hosts`): the inventory's secrets masked.
     fn reporter(&self) -> report::Reporter {
-        report::Reporter::new(self.config.output, self.config.verbosity)
+        let secrets = secrets::Secrets::of_inventory(self.config.inventory.as_deref());
+        report::Reporter::with_secrets(self.config.output, self.config.verbosity, Arc::new(secrets))
     }
 }

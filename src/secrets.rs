@@ -1,5 +1,5 @@
-//! The secrets of a run: values read with `secret(...)`, masked as `***` wherever runner writes
-//! them: terminal lines, JSON events, `print`, rendered errors and the journal. Scripts still get
+//! The secrets of a run: values read with `secret(...)` and the inventory's secret variables
+//! (`ansible_password`, `db_password`, ...), masked as `***` wherever runner writes them: terminal lines, JSON events, `print`, rendered errors and the journal. Scripts still get
 //! the real value (a command needs its password); only what runner shows and records is masked.
 
 use std::borrow::Cow;
@@ -15,6 +15,15 @@ pub struct Secrets {
 }
 
 impl Secrets {
+    /// The secrets of `inventory`'s variables (`Inventory::secret_values`), masked from the start.
+    pub fn of_inventory(inventory: Option<&crate::inventory::Inventory>) -> Secrets {
+        let secrets = Secrets::default();
+        for v in inventory.iter().flat_map(|i| i.secret_values()) {
+            secrets.add(&v);
+        }
+        secrets
+    }
+
     /// Mask `value` from now on.
     pub fn add(&self, value: &str) {
         if value.is_empty() {

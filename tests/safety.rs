@@ -50,6 +50,49 @@ fn a_secret_never_appears_in_output_errors_json_events_or_the_journal() {
 }
 
 #[test]
+fn an_inventorys_secret_variables_are_masked_in_hosts_output_and_the_journal() {
+    let inv = format!("[web]\nweb1 ansible_password={SECRET} db_password=hunter22 token_ttl=60\n");
+    for output in ["human", "json"] {
+        let out = Test::new()
+            .file("hosts", &inv)
+            .args(&["hosts", "-i", "hosts", "--output", output])
+            .run()
+            .success();
+        for text in [&out.stdout, &out.stderr] {
+            assert!(
+                !text.contains(SECRET) && !text.contains("hunter22"),
+                "{text}"
+            );
+        }
+        assert!(out.stdout.contains("***"), "{}", out.stdout);
+        assert!(
+            out.stdout.contains("60"),
+            "token_ttl is no secret: {}",
+            out.stdout
+        );
+    }
+    // A script still gets the real values; what runner shows and records has them masked.
+    let out = Test::new()
+        .file("hosts", &inv)
+        .script(
+            "let h = hosts(\"web\")[0];\n\
+             print(`${h.vars.db_password.len()} ${h.vars.db_password}`);\n\
+             local().run([\"sh\", \"-c\", `echo ${h.vars.ansible_password} >&2; false`]);",
+        )
+        .args(&["-i", "hosts", "--journal", "j.jsonl"])
+        .run()
+        .code(1)
+        .stdout_is("8 ***\n");
+    assert!(!out.stderr.contains(SECRET), "{}", out.stderr);
+    let journal = std::fs::read_to_string(out.path("j.jsonl")).unwrap();
+    assert!(journal.contains("***"), "{journal}");
+    assert!(
+        !journal.contains(SECRET) && !journal.contains("hunter22"),
+        "{journal}"
+    );
+}
+
+#[test]
 fn a_secret_from_a_file_is_masked_and_a_missing_one_is_a_clear_error() {
     Test::new()
         .file("pw", &format!("{SECRET}\n"))

@@ -187,6 +187,23 @@ impl Inventory {
         })
     }
 
+    /// The values of every host's variables that hold a secret, by their name (`is_secret`):
+    /// masked in all that runner shows and records, as `secret(...)`'s are. Values shorter than 3
+    /// characters are left alone: masking them would mask every `1` and `no` of the output.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut values: Vec<String> = self
+            .hosts
+            .iter()
+            .flat_map(|h| h.vars.iter())
+            .filter(|(k, v)| is_secret(k) && v.is_string())
+            .map(|(_, v)| v.to_string())
+            .filter(|v| v.chars().count() >= 3)
+            .collect();
+        values.sort();
+        values.dedup();
+        values
+    }
+
     /// The entries of `group` (or the host with that name), narrowed by `limit`, and to the share
     /// `shard` of them.
     pub fn select(
@@ -269,4 +286,52 @@ fn entry(r: &Resolved, reach: Reach) -> Result<Entry, String> {
         vars,
         groups: r.groups.clone(),
     })
+}
+
+/// Whether an inventory variable holds a secret, by its name: Ansible's password variables
+/// (`ansible_password`, `ansible_become_pass`, ...) and any whose last word is one of `password`,
+/// `passwd`, `pass`, `secret`, `token`, `key` after `api` (`db_password`, `vault_token`,
+/// `api_key`), in any case.
+pub fn is_secret(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(['_', '-', '.'])
+        .filter(|w| !w.is_empty())
+        .collect();
+    match words.as_slice() {
+        [.., "api", "key"] => true,
+        [.., last] => matches!(*last, "password" | "passwd" | "pass" | "secret" | "token"),
+        [] => false,
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::is_secret;
+
+    #[test]
+    fn secret_variables_are_known_by_their_last_word() {
+        for name in [
+            "ansible_password",
+            "ansible_ssh_pass",
+            "ansible_become_pass",
+            "ansible_sudo_pass",
+            "db_password",
+            "VAULT_TOKEN",
+            "api_key",
+            "app.secret",
+        ] {
+            assert!(is_secret(name), "{name}");
+        }
+        for name in [
+            "token_ttl",
+            "passes",
+            "ansible_user",
+            "ssh_key_file",
+            "keyname",
+            "password_file",
+        ] {
+            assert!(!is_secret(name), "{name}");
+        }
+    }
 }
