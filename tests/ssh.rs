@@ -728,6 +728,26 @@ fn ansible_ssh_common_args_jump_reaches_the_target_and_the_hop_gets_key_and_know
 }
 
 #[test]
+fn a_jump_host_that_refuses_is_named_in_the_error() {
+    let target = Sshd::start();
+    let closed = free_port();
+    Test::new()
+        .script(&format!(
+            "ssh(\"{}\", #{{key: \"{}\", known_hosts_file: \"{}\", jump: \"{SSH_USER}@127.0.0.1:{closed}\"}}).run(\"true\");",
+            target.spec(),
+            target.key.display(),
+            target.known_hosts.display()
+        ))
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "{}: ssh: the connection through jump host {SSH_USER}@127.0.0.1:{closed} closed before the target answered: a jump host refused or is unreachable",
+            target.spec()
+        ));
+    assert_eq!(target.accepted(), 0);
+}
+
+#[test]
 fn ssh_config_alias_with_proxyjump_user_and_port_works() {
     let (jump, target, known) = jump_and_target();
     let t = Test::new();

@@ -45,5 +45,21 @@ pub(super) fn connect_failure(name: &str, target: &SshTarget, e: &openssh::Error
     } else {
         (Kind::Connection, text.clone())
     };
+    // Through jump hosts, a hop may be the one that failed. What a hop's own ssh says is lost (it
+    // writes to the master's standard error, which is closed); what the master says when the
+    // stream through the hop closes before the target's greeting is `Connection closed by UNKNOWN
+    // port 65535`.
+    let (kind, what) = match target.jump.as_slice() {
+        [] => (kind, what),
+        hops if text.contains("UNKNOWN port 65535") => (
+            Kind::Connection,
+            format!(
+                "the connection through jump host {} closed before the target answered: a jump host refused or is unreachable, refused the login, or could not reach the target ({})",
+                hops.join(", "),
+                text.replace(['\r', '\n'], " ")
+            ),
+        ),
+        hops => (kind, format!("{what} (through jump host {})", hops.join(", "))),
+    };
     Failure::new(kind, name, format!("{}: ssh: {what}", target.label(name)))
 }
