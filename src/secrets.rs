@@ -15,10 +15,10 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    /// The secrets of `inventory`'s variables (`Inventory::secret_values`), masked from the start.
-    pub fn of_inventory(inventory: Option<&crate::inventory::Inventory>) -> Secrets {
+    /// Secrets masked from the start: the inventory's (`Inventory::secret_values`).
+    pub fn of(values: impl IntoIterator<Item = String>) -> Secrets {
         let secrets = Secrets::default();
-        for v in inventory.iter().flat_map(|i| i.secret_values()) {
+        for v in values {
             secrets.add(&v);
         }
         secrets
