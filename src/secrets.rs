@@ -1,6 +1,7 @@
 //! The secrets of a run: values read with `secret(...)` and the inventory's secret variables
-//! (`ansible_password`, `db_password`, ...), masked as `***` wherever runner writes them: terminal lines, JSON events, `print`, rendered errors and the journal. Scripts still get
-//! the real value (a command needs its password); only what runner shows and records is masked.
+//! (`ansible_password`, `db_password`, ...), masked as `***` wherever runner writes them: terminal
+//! lines, JSON events, `print`, rendered errors and the journal. Scripts still get the real value
+//! (a command needs its password); only what runner shows and records is masked.
 
 use std::borrow::Cow;
 use std::sync::RwLock;

@@ -268,8 +268,8 @@ const CLOSE_MASTERS: &str = "for s in \"$0\"/.ssh-connection*/master; do [ -S \"
 /// A shell that waits for the end of its standard input, a pipe only this run holds open, then
 /// closes the masters of `dir` and removes it: `close_all` closes the pipe at the end of a run, and
 /// when runner dies (even by SIGKILL) the pipe closes too, so its SSH masters go with it instead of
-/// lingering until their idle timeout. In its own process group, so
-/// a Ctrl-C in the terminal does not stop it before it has done its work.
+/// lingering until their idle timeout. In its own process group, so a Ctrl-C in the terminal does
+/// not stop it before it has done its work.
 fn reaper(dir: &Path) -> Option<std::process::Child> {
     use std::os::unix::process::CommandExt;
     std::process::Command::new("sh")
