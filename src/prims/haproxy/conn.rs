@@ -199,9 +199,8 @@ impl Socket {
 
     /// A new connection, and what served the address just before it was made. A socket that
     /// answered before and now refuses or is missing is being replaced by a reload: tried again
-    /// for up to `RELOAD_GRACE` before the error.
-    pub(super) async fn connect(&self) -> Result<(Conn, Served), Failure> {
-        let deadline = Instant::now() + RELOAD_GRACE;
+    /// until `deadline` (`RELOAD_GRACE` from the first try) before the error.
+    pub(super) async fn connect(&self, deadline: Instant) -> Result<(Conn, Served), Failure> {
         let r = loop {
             // Looked at before connecting: a reload in between makes the next command reconnect
             // once more, never keep a connection to the old process.
@@ -260,12 +259,12 @@ impl Socket {
     ///
     /// A socket that answered before and now closes or resets a new connection without a word is
     /// being replaced by a reload (a connection queued on the listener the reload closes): tried
-    /// again for up to `RELOAD_GRACE`, as a refused connection is.
+    /// again, as a refused connection is, within one `RELOAD_GRACE` for both.
     pub(super) async fn open(&self) -> Result<Option<Open>, Failure> {
         let deadline = Instant::now() + RELOAD_GRACE;
         loop {
             let answered = self.answered.load(Ordering::SeqCst);
-            let (mut conn, made_to) = self.connect().await?;
+            let (mut conn, made_to) = self.connect(deadline).await?;
             let e = match exchange(&mut conn, "prompt").await {
                 Answer::Prompt(_) => {
                     return Ok(Some(Open {
@@ -406,7 +405,7 @@ impl Socket {
 
     /// One connection for one command: HAProxy answers and closes.
     pub(super) async fn send_oneshot(&self, line: &str) -> Result<String, Failure> {
-        let (mut conn, _) = self.connect().await?;
+        let (mut conn, _) = self.connect(Instant::now() + RELOAD_GRACE).await?;
         let r = async {
             conn.write_all(format!("{line}\n").as_bytes()).await?;
             // As socat does: the end of the input is what makes a master CLI answer and close.
