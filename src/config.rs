@@ -42,6 +42,14 @@ pub struct Config {
     pub max_errors: Option<Budget>,
 }
 
+impl Config {
+    /// What is masked from the start of a run or a command: the inventory's secret variables
+    /// (`Inventory::secret_values`).
+    pub fn secrets(&self) -> crate::secrets::Secrets {
+        crate::secrets::Secrets::of(self.inventory.iter().flat_map(|i| i.secret_values()))
+    }
+}
+
 /// How many failed requests a guard tolerates before it stops the run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Budget {

@@ -293,8 +293,7 @@ impl Runner {
 
     /// A reporter for output outside a run (`check`, `hosts`): the inventory's secrets masked.
     fn reporter(&self) -> report::Reporter {
-        let secrets =
-            secrets::Secrets::of(self.config.inventory.iter().flat_map(|i| i.secret_values()));
-        report::Reporter::with_secrets(self.config.output, self.config.verbosity, Arc::new(secrets))
+        let secrets = Arc::new(self.config.secrets());
+        report::Reporter::with_secrets(self.config.output, self.config.verbosity, secrets)
     }
 }

@@ -71,9 +71,7 @@ pub struct Run {
 
 impl Run {
     pub fn new(config: Config, rt: tokio::runtime::Handle, script_name: &str) -> Arc<Run> {
-        let secrets = Arc::new(Secrets::of(
-            config.inventory.iter().flat_map(|i| i.secret_values()),
-        ));
+        let secrets = Arc::new(config.secrets());
         let report = Reporter::with_secrets(config.output, config.verbosity, secrets.clone());
         // Each shard of a fleet split with --shard has a journal of its own, named for it.
         let name = match config.shard {
